@@ -1,0 +1,41 @@
+"""The contract between the gateway and the workers: typed messages and their codec.
+
+Imports nothing from gateway/ or workers/; both import it.
+"""
+
+from protocol.codec import GatewayCodec, WorkerCodec
+from protocol.messages import (
+    PROTOCOL_VERSION,
+    Cancel,
+    ChatMessage,
+    Delta,
+    Failed,
+    Generate,
+    Heartbeat,
+    Refused,
+    Register,
+    SamplingParams,
+    Shutdown,
+    StepOutput,
+    ToGateway,
+    ToWorker,
+)
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Cancel",
+    "ChatMessage",
+    "Delta",
+    "Failed",
+    "GatewayCodec",
+    "Generate",
+    "Heartbeat",
+    "Refused",
+    "Register",
+    "SamplingParams",
+    "Shutdown",
+    "StepOutput",
+    "ToGateway",
+    "ToWorker",
+    "WorkerCodec",
+]

@@ -1,0 +1,53 @@
+"""The one interface every engine implements, shaped like a continuous-batching engine."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from protocol import Delta, Generate
+
+
+class RequestError(Exception):
+    """A request the engine refuses; becomes a `Failed` message with this HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.param = status, code, message, param
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    engine: str
+    device: str
+    tasks: list[str]
+    max_batch: int
+    context_length: int
+
+
+@dataclass
+class EngineStats:
+    running: int = 0
+    waiting: int = 0
+    tokens_generated: int = 0
+    steps: int = 0
+
+
+class Engine(ABC):
+    capabilities: Capabilities
+    stats: EngineStats
+
+    @abstractmethod
+    def add(self, request: Generate) -> None:
+        """Admit a request; it joins the running batch at the next step. Raises RequestError."""
+
+    @abstractmethod
+    def cancel(self, request_id: str) -> None:
+        """Drop a request now and free what it holds; unknown ids are ignored."""
+
+    @abstractmethod
+    def step(self) -> list[Delta]:
+        """Advance every running sequence by one token; one delta per sequence that advanced."""
+
+    @abstractmethod
+    def has_work(self) -> bool: ...

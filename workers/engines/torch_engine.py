@@ -1,0 +1,160 @@
+"""The torch engine: a transformers causal LM driven by our own continuous-batching decode loop.
+
+Each step first admits waiting requests (each prefilled alone, all but its last prompt token, and
+copied into the batch cache as a new row), then runs one batched forward over one token per row:
+the last prompt token for a row that just joined, the last sampled token for the others. Every row
+therefore advances exactly one token per step, and finished or cancelled rows leave at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.cache_utils import DynamicCache
+
+from protocol import Delta, Generate
+from workers.engines.base import Capabilities, Engine, EngineStats
+from workers.engines.torch_kv import BatchKV
+from workers.engines.torch_sampling import RowSampler, choose_tokens
+from workers.prompts import prompt_ids, token_budget
+from workers.textstream import TextStream
+
+log = structlog.get_logger()
+
+
+@dataclass
+class _Sequence:
+    request_id: str
+    prompt: list[int]
+    budget: int
+    ignore_eos: bool
+    sampler: RowSampler
+    text: TextStream
+    next_input: int
+    generated: int = 0
+
+
+def load_pretrained(path: Path, dtype: torch.dtype) -> tuple[object, torch.nn.Module]:
+    """Tokenizer and model from a GGUF file (de-quantized by transformers) or a HF directory."""
+    if path.suffix == ".gguf":
+        kwargs = {"gguf_file": path.name}
+        path = path.parent
+    else:
+        kwargs = {}
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    return tokenizer, model.eval()
+
+
+class TorchEngine(Engine):
+    def __init__(self, source: Path, device: str, max_batch: int, threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   "cpu" if device == "auto" else device)
+        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.tokenizer, self.model = load_pretrained(source, dtype)
+        self.model.to(self.device)
+        config = self.model.config
+        self.vocab_size = int(config.vocab_size)
+        self.context_length = int(config.max_position_embeddings)
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.kv = BatchKV(config.num_hidden_layers, config.num_key_value_heads, head_dim, dtype, self.device)
+        self.max_batch = max_batch
+        self.running: list[_Sequence] = []
+        self.waiting: deque[_Sequence] = deque()
+        self.stats = EngineStats()
+        self.capabilities = Capabilities(
+            engine="torch", device=self.device.type, tasks=["chat", "completion"],
+            max_batch=max_batch, context_length=self.context_length)
+        log.info("torch engine ready", threads=threads, device=self.device.type, dtype=str(dtype))
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    # --- the Engine interface -----------------------------------------------------------
+
+    def add(self, request: Generate) -> None:
+        ids = prompt_ids(self.tokenizer, request, self.vocab_size)
+        budget = token_budget(len(ids), request.params.max_tokens, self.context_length)
+        self.waiting.append(_Sequence(
+            request_id=request.request_id, prompt=ids, budget=budget,
+            ignore_eos=request.params.ignore_eos, sampler=RowSampler(request.params, ids),
+            text=TextStream(self._decode, request.params.stop, ids), next_input=ids[-1]))
+        self.stats.waiting = len(self.waiting)
+
+    def cancel(self, request_id: str) -> None:
+        self.waiting = deque(s for s in self.waiting if s.request_id != request_id)
+        rows = [i for i, s in enumerate(self.running) if s.request_id != request_id]
+        if len(rows) != len(self.running):
+            self._keep(rows)
+        self._count()
+
+    def has_work(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    @torch.inference_mode()
+    def step(self) -> list[Delta]:
+        while self.waiting and len(self.running) < self.max_batch:
+            self._admit(self.waiting.popleft())
+        if not self.running:
+            return []
+        mask, positions = self.kv.next_inputs()
+        inputs = torch.tensor([[s.next_input] for s in self.running], device=self.device)
+        logits = self.model(input_ids=inputs, attention_mask=mask, position_ids=positions,
+                            past_key_values=self.kv.cache, use_cache=True, logits_to_keep=1).logits
+        tokens = choose_tokens(logits[:, -1, :].float().cpu(), [s.sampler for s in self.running])
+        deltas, keep = [], []
+        for row, (seq, token) in enumerate(zip(self.running, tokens, strict=True)):
+            delta = self._advance(seq, token)
+            deltas.append(delta)
+            if delta.finish_reason is None:
+                keep.append(row)
+        self.stats.steps += 1
+        self.stats.tokens_generated += len(tokens)
+        if len(keep) != len(self.running):
+            self._keep(keep)
+        self._count()
+        return deltas
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _admit(self, seq: _Sequence) -> None:
+        n = len(seq.prompt) - 1  # the last prompt token goes through the next batched step
+        prefix = None
+        if n:
+            prefix = DynamicCache()
+            ids = torch.tensor([seq.prompt[:-1]], device=self.device)
+            self.model.model(input_ids=ids, past_key_values=prefix, use_cache=True)
+        self.kv.add(prefix, n)
+        self.running.append(seq)
+
+    def _advance(self, seq: _Sequence, token: int) -> Delta:
+        seq.generated += 1
+        seq.next_input = token
+        seq.sampler.record(token)
+        finish = None
+        if token in self.eos_ids and not seq.ignore_eos:
+            text, finish = seq.text.flush(), "stop"
+        else:
+            text = seq.text.push(token)
+            if seq.text.stopped:
+                finish = "stop"
+            elif seq.generated >= seq.budget:
+                text, finish = text + seq.text.flush(), "length"
+        if finish is None:
+            return Delta(seq.request_id, text, 1)
+        return Delta(seq.request_id, text, 1, finish, len(seq.prompt), seq.generated)
+
+    def _keep(self, rows: list[int]) -> None:
+        self.running = [self.running[i] for i in rows]
+        self.kv.keep(rows)
+
+    def _count(self) -> None:
+        self.stats.running, self.stats.waiting = len(self.running), len(self.waiting)
