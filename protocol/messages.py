@@ -21,11 +21,12 @@ class ChatMessage(msgspec.Struct, array_like=True, frozen=True):
 
 
 class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
-    """What the client asked for; the worker fills what is left (max_tokens from the context)."""
+    """What the client asked for; the worker fills what is left: the model's default temperature
+    and top_p, and max_tokens from the context."""
 
     max_tokens: int | None = None
-    temperature: float = 1.0  # 0 means greedy
-    top_p: float = 1.0
+    temperature: float | None = None  # None: the model's default; 0 means greedy
+    top_p: float | None = None  # None: the model's default
     top_k: int = 0  # 0 means off
     min_p: float = 0.0
     repetition_penalty: float = 1.0

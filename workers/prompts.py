@@ -15,14 +15,19 @@ def prompt_ids(tokenizer: Any, request: Generate, vocab_size: int) -> list[int]:
         try:
             encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         except Exception as exc:  # the template itself may raise (jinja's raise_exception)
-            raise RequestError(400, "invalid_messages", f"chat template rejected the messages: {exc}",
-                               "messages") from exc
+            raise RequestError(
+                400, "invalid_messages", f"chat template rejected the messages: {exc}", "messages"
+            ) from exc
         return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
     if request.prompt_ids is not None:
         bad = next((t for t in request.prompt_ids if not 0 <= t < vocab_size), None)
         if bad is not None:
-            raise RequestError(400, "invalid_prompt", f"token id {bad} is outside the vocabulary "
-                               f"(0..{vocab_size - 1})", "prompt")
+            raise RequestError(
+                400,
+                "invalid_prompt",
+                f"token id {bad} is outside the vocabulary (0..{vocab_size - 1})",
+                "prompt",
+            )
         return list(request.prompt_ids)
     return list(tokenizer.encode(request.prompt or "", add_special_tokens=True))
 
@@ -34,7 +39,10 @@ def token_budget(n_prompt: int, max_tokens: int | None, context_length: int) -> 
         raise RequestError(400, "invalid_prompt", "the prompt is empty", "prompt")
     if room <= 0:
         raise RequestError(
-            400, "context_length_exceeded",
+            400,
+            "context_length_exceeded",
             f"This model's maximum context length is {context_length} tokens, "
-            f"but the prompt has {n_prompt} tokens.", "messages")
+            f"but the prompt has {n_prompt} tokens.",
+            "messages",
+        )
     return room if max_tokens is None else min(max_tokens, room)

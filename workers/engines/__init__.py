@@ -1,0 +1,15 @@
+"""One module per engine behind the one interface in base.py; each is imported only when chosen."""
+
+from __future__ import annotations
+
+from workers.engines.base import Engine
+from workers.settings import WorkerSettings
+from workers.sources import resolve
+
+
+def load_engine(settings: WorkerSettings) -> Engine:
+    if settings.engine == "torch":
+        from workers.engines.torch_engine import TorchEngine
+
+        return TorchEngine(resolve(settings.source), settings.device, settings.max_batch, settings.threads)
+    raise ValueError(f"unknown engine {settings.engine!r}")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 import torch
+import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.cache_utils import DynamicCache
 
@@ -25,6 +26,8 @@ from workers.prompts import prompt_ids, token_budget
 from workers.textstream import TextStream
 
 log = structlog.get_logger()
+transformers.utils.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
 
 
 @dataclass
@@ -54,8 +57,13 @@ def load_pretrained(path: Path, dtype: torch.dtype) -> tuple[object, torch.nn.Mo
 class TorchEngine(Engine):
     def __init__(self, source: Path, device: str, max_batch: int, threads: int) -> None:
         torch.set_num_threads(threads)
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if device == "auto" else device)
+        self.device = torch.device(
+            "cuda"
+            if device == "auto" and torch.cuda.is_available()
+            else "cpu"
+            if device == "auto"
+            else device
+        )
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.tokenizer, self.model = load_pretrained(source, dtype)
         self.model.to(self.device)
@@ -71,8 +79,12 @@ class TorchEngine(Engine):
         self.waiting: deque[_Sequence] = deque()
         self.stats = EngineStats()
         self.capabilities = Capabilities(
-            engine="torch", device=self.device.type, tasks=["chat", "completion"],
-            max_batch=max_batch, context_length=self.context_length)
+            engine="torch",
+            device=self.device.type,
+            tasks=["chat", "completion"],
+            max_batch=max_batch,
+            context_length=self.context_length,
+        )
         log.info("torch engine ready", threads=threads, device=self.device.type, dtype=str(dtype))
 
     def _decode(self, ids: list[int]) -> str:
@@ -83,10 +95,17 @@ class TorchEngine(Engine):
     def add(self, request: Generate) -> None:
         ids = prompt_ids(self.tokenizer, request, self.vocab_size)
         budget = token_budget(len(ids), request.params.max_tokens, self.context_length)
-        self.waiting.append(_Sequence(
-            request_id=request.request_id, prompt=ids, budget=budget,
-            ignore_eos=request.params.ignore_eos, sampler=RowSampler(request.params, ids),
-            text=TextStream(self._decode, request.params.stop, ids), next_input=ids[-1]))
+        self.waiting.append(
+            _Sequence(
+                request_id=request.request_id,
+                prompt=ids,
+                budget=budget,
+                ignore_eos=request.params.ignore_eos,
+                sampler=RowSampler(request.params, ids),
+                text=TextStream(self._decode, request.params.stop, ids),
+                next_input=ids[-1],
+            )
+        )
         self.stats.waiting = len(self.waiting)
 
     def cancel(self, request_id: str) -> None:
@@ -107,8 +126,14 @@ class TorchEngine(Engine):
             return []
         mask, positions = self.kv.next_inputs()
         inputs = torch.tensor([[s.next_input] for s in self.running], device=self.device)
-        logits = self.model(input_ids=inputs, attention_mask=mask, position_ids=positions,
-                            past_key_values=self.kv.cache, use_cache=True, logits_to_keep=1).logits
+        logits = self.model(
+            input_ids=inputs,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=self.kv.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits
         tokens = choose_tokens(logits[:, -1, :].float().cpu(), [s.sampler for s in self.running])
         deltas, keep = [], []
         for row, (seq, token) in enumerate(zip(self.running, tokens, strict=True)):

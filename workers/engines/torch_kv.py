@@ -27,12 +27,14 @@ class _BufferLayer(DynamicLayer):
         self.keys = self.buf_k[:, :, : self.length]
         self.values = self.buf_v[:, :, : self.length]
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         end = self.length + key_states.shape[-2]
         if end > self.buf_k.shape[2]:
-            self.buf_k, self.buf_v = (_regrow(b, self.length, max(end, 2 * b.shape[2]))
-                                      for b in (self.buf_k, self.buf_v))
+            self.buf_k, self.buf_v = (
+                _regrow(b, self.length, max(end, 2 * b.shape[2])) for b in (self.buf_k, self.buf_v)
+            )
         self.buf_k[:, :, self.length : end] = key_states
         self.buf_v[:, :, self.length : end] = value_states
         self.length = end
@@ -52,8 +54,9 @@ def _regrow(buf: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
 class BatchKV:
     """The running batch's cache: rows, their left padding, and the `Cache` handed to the model."""
 
-    def __init__(self, n_layers: int, n_kv_heads: int, head_dim: int, dtype: torch.dtype,
-                 device: torch.device) -> None:
+    def __init__(
+        self, n_layers: int, n_kv_heads: int, head_dim: int, dtype: torch.dtype, device: torch.device
+    ) -> None:
         self._shape = (n_layers, n_kv_heads, head_dim)
         self._dtype, self._device = dtype, device
         self.pad = torch.zeros(0, dtype=torch.long, device=device)

@@ -18,8 +18,11 @@ class RowSampler:
         seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
         self.generator = torch.Generator().manual_seed(seed)
         self.greedy = params.temperature == 0.0
-        self.penalised = (params.repetition_penalty != 1.0 or params.presence_penalty != 0.0
-                          or params.frequency_penalty != 0.0)
+        self.penalised = (
+            params.repetition_penalty != 1.0
+            or params.presence_penalty != 0.0
+            or params.frequency_penalty != 0.0
+        )
         self.seen = set(prompt_ids)  # for repetition_penalty: prompt and output
         self.counts: Counter[int] = Counter()  # for presence/frequency: output only
 
@@ -53,8 +56,9 @@ class RowSampler:
         if p.repetition_penalty != 1.0 and self.seen:
             idx = torch.tensor(list(self.seen), dtype=torch.long)
             picked = logits[idx]
-            logits[idx] = torch.where(picked > 0, picked / p.repetition_penalty,
-                                      picked * p.repetition_penalty)
+            logits[idx] = torch.where(
+                picked > 0, picked / p.repetition_penalty, picked * p.repetition_penalty
+            )
         if self.counts and (p.presence_penalty or p.frequency_penalty):
             idx = torch.tensor(list(self.counts), dtype=torch.long)
             counts = torch.tensor(list(self.counts.values()), dtype=logits.dtype)

@@ -1,0 +1,35 @@
+"""`enginehouse`: the one command. `serve` runs the gateway (which starts the workers), `worker`
+runs one worker by hand (for a remote machine, or to debug an engine)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = """usage: enginehouse COMMAND [OPTIONS]
+
+commands:
+  serve    run the OpenAI-compatible server and its model workers
+  worker   run one model worker (python -m workers)
+
+enginehouse COMMAND --help shows a command's options."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "serve":
+        from pydantic_settings import CliApp
+
+        from gateway.config import Settings
+        from gateway.server import serve
+
+        serve(CliApp.run(Settings, cli_args=rest))
+        return 0
+    if command == "worker":  # another program: the gateway never imports an engine
+        os.execv(sys.executable, [sys.executable, "-m", "workers", *rest])
+    print(f"enginehouse: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2

@@ -1,0 +1,181 @@
+"""Chat and text completions share one path: open a stream on the router, then either write each
+delta as an SSE chunk or collect them into one response. Only the shapes of the JSON differ."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import msgspec
+import structlog
+from aiohttp import web
+from msgspec import json
+
+from gateway.errors import APIError
+from gateway.openai import sse
+from gateway.openai.schemas import Sampling
+from gateway.router import Router
+from gateway.state import ROUTER, SETTINGS
+from protocol import Delta, Generate
+
+log = structlog.get_logger()
+
+
+class ChatShape:
+    prefix, object, chunk_object = "chatcmpl", "chat.completion", "chat.completion.chunk"
+
+    @staticmethod
+    def start(index: int) -> dict[str, object]:
+        return {
+            "index": index,
+            "delta": {"role": "assistant", "content": ""},
+            "logprobs": None,
+            "finish_reason": None,
+        }
+
+    @staticmethod
+    def piece(index: int, text: str, finish: str | None) -> dict[str, object]:
+        delta = {"content": text} if text else {}
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    @staticmethod
+    def choice(index: int, text: str, finish: str | None) -> dict[str, object]:
+        return {
+            "index": index,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": finish,
+        }
+
+
+class CompletionShape:
+    prefix, object, chunk_object = "cmpl", "text_completion", "text_completion"
+
+    @staticmethod
+    def start(index: int) -> None:
+        return None
+
+    @staticmethod
+    def piece(index: int, text: str, finish: str | None) -> dict[str, object]:
+        return {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+
+    choice = piece
+
+
+Shape = type[ChatShape] | type[CompletionShape]
+
+
+@dataclass
+class _Result:
+    texts: list[list[str]]
+    finish: list[str | None]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    header: dict[str, object] = field(default_factory=dict)
+
+    def usage(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+async def respond(
+    request: web.Request, body: Sampling, task: str, requests: list[Generate], shape: Shape
+) -> web.StreamResponse:
+    settings, router = request.app[SETTINGS], request.app[ROUTER]
+    if requests[0].params.max_tokens is None:
+        params = msgspec.structs.replace(requests[0].params, max_tokens=settings.default_max_tokens)
+        requests = [msgspec.structs.replace(r, params=params) for r in requests]
+    result = _Result(
+        texts=[[] for _ in requests],
+        finish=[None] * len(requests),
+        header={"id": f"{shape.prefix}-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model},
+    )
+    deadline = asyncio.get_running_loop().time() + settings.request_timeout
+    if body.stream:
+        return await _stream(request, router, body, task, requests, shape, result, deadline)
+    try:
+        async with (
+            asyncio.timeout_at(deadline),
+            router.open(body.model, task, requests, settings.load_timeout) as stream,
+        ):
+            async for index, delta in stream:
+                result.texts[index].append(delta.text)
+                if delta.finish_reason is not None:
+                    result.finish[index] = delta.finish_reason
+                    result.prompt_tokens += delta.prompt_tokens
+                    result.completion_tokens += delta.completion_tokens
+    except TimeoutError:
+        raise APIError(504, "The request took longer than the server allows.", "timeout") from None
+    choices = [
+        shape.choice(i, "".join(texts), finish)
+        for i, (texts, finish) in enumerate(zip(result.texts, result.finish, strict=True))
+    ]
+    payload = {**result.header, "object": shape.object, "choices": choices, "usage": result.usage()}
+    return web.Response(body=json.encode(payload), content_type="application/json")
+
+
+async def _stream(
+    request: web.Request,
+    router: Router,
+    body: Sampling,
+    task: str,
+    requests: list[Generate],
+    shape: Shape,
+    result: _Result,
+    deadline: float,
+) -> web.StreamResponse:
+    head = {**result.header, "object": shape.chunk_object}
+    if body.include_usage:
+        head["usage"] = None
+    response: web.StreamResponse | None = None
+    try:
+        async with (
+            asyncio.timeout_at(deadline),
+            router.open(body.model, task, requests, request.app[SETTINGS].load_timeout) as stream,
+        ):
+            deltas = aiter(stream)
+            # The first delta comes before the headers, so that a request the worker refuses
+            # (a prompt over the context, say) is answered with its own status, not a 200 stream.
+            first = await anext(deltas, None)
+            response = await sse.open_stream(request)
+            for index in range(len(requests)):
+                start = shape.start(index)
+                if start is not None:
+                    await response.write(sse.event({**head, "choices": [start]}))
+            if first is not None:
+                await _write(response, head, shape, result, *first)
+            async for index, delta in deltas:
+                await _write(response, head, shape, result, index, delta)
+    except (APIError, TimeoutError) as exc:
+        error = exc if isinstance(exc, APIError) else APIError(504, "The request took too long.", "timeout")
+        if response is None:
+            raise error from None
+        log.warning("stream ended by an error", status=error.status, code=error.code)
+        await response.write(sse.event(error.body()))
+        await response.write(sse.DONE)
+        return response
+    if body.include_usage:
+        await response.write(sse.event({**head, "choices": [], "usage": result.usage()}))
+    await response.write(sse.DONE)
+    return response
+
+
+async def _write(
+    response: web.StreamResponse,
+    head: dict[str, object],
+    shape: Shape,
+    result: _Result,
+    index: int,
+    delta: Delta,
+) -> None:
+    if delta.text:
+        await response.write(sse.event({**head, "choices": [shape.piece(index, delta.text, None)]}))
+    if delta.finish_reason is not None:
+        result.prompt_tokens += delta.prompt_tokens
+        result.completion_tokens += delta.completion_tokens
+        await response.write(sse.event({**head, "choices": [shape.piece(index, "", delta.finish_reason)]}))

@@ -1,0 +1,68 @@
+"""The OpenAI-compatible routes: each handler turns HTTP into a router call and back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from aiohttp import web
+
+from gateway.errors import APIError
+from gateway.openai.body import read_body
+from gateway.openai.generation import ChatShape, CompletionShape, respond
+from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest
+from gateway.state import ROUTER
+from protocol import Generate
+
+OWNER = "enginehouse"
+_STARTED = int(time.time())
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body = await read_body(request, ChatCompletionRequest)
+    generate = Generate(
+        request_id=uuid.uuid4().hex, params=body.sampling_params(), messages=[m.wire() for m in body.messages]
+    )
+    return await respond(request, body, "chat", [generate], ChatShape)
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    body = await read_body(request, CompletionRequest)
+    params = body.sampling_params()
+    requests = [
+        Generate(request_id=uuid.uuid4().hex, params=params, prompt=p)
+        if isinstance(p, str)
+        else Generate(request_id=uuid.uuid4().hex, params=params, prompt_ids=p)
+        for p in body.prompts()
+    ]
+    return await respond(request, body, "completion", requests, CompletionShape)
+
+
+def _model_object(name: str) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": _STARTED, "owned_by": OWNER}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    models = request.app[ROUTER].models
+    return web.json_response({"object": "list", "data": [_model_object(name) for name in models]})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    name = request.match_info["model"]
+    if name not in request.app[ROUTER].models:
+        raise APIError(404, f"The model `{name}` does not exist.", "model_not_found", "model")
+    return web.json_response(_model_object(name))
+
+
+async def models_status(request: web.Request) -> web.Response:
+    """Per model: state, engine, device, replicas, and the counters that show batching and cancel."""
+    models = request.app[ROUTER].models
+    return web.json_response({"object": "list", "data": [m.status() for m in models.values()]})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/status", models_status)
+    app.router.add_get("/v1/models/{model}", get_model)

@@ -1,0 +1,313 @@
+"""The router: a ZeroMQ ROUTER socket, the registry of workers, and the stream of every request.
+
+Workers connect and `Register` what they serve; the registry holds nothing else. A request is sent
+to the least-loaded ready worker of its model, and the deltas of each `StepOutput` are handed to
+the streams they belong to. A stream ends exactly once: finished, failed, or closed by its handler
+(which sends `Cancel` to the worker if the work was not done).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import structlog
+import zmq
+import zmq.asyncio
+
+from gateway.errors import APIError
+from protocol import (
+    PROTOCOL_VERSION,
+    Cancel,
+    Delta,
+    Failed,
+    GatewayCodec,
+    Generate,
+    Heartbeat,
+    Refused,
+    Register,
+    Shutdown,
+    StepOutput,
+)
+from protocol.codec import DecodeError
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Worker:
+    identity: bytes
+    info: Register
+    in_flight: set[str] = field(default_factory=set)
+    running: int = 0
+    waiting: int = 0
+    last_seen: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.time)
+
+
+@dataclass
+class ModelState:
+    """What the gateway knows of one model: its workers and what they reported."""
+
+    name: str
+    workers: dict[bytes, Worker] = field(default_factory=dict)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    tokens_generated: int = 0
+    steps: int = 0
+    steps_by_batch_size: Counter[int] = field(default_factory=Counter)
+    last_error: str | None = None
+
+    def status(self) -> dict[str, object]:
+        workers = list(self.workers.values())
+        first = workers[0].info if workers else None
+        return {
+            "id": self.name,
+            "state": "ready" if workers else "loading",
+            "engine": first.engine if first else None,
+            "device": first.device if first else None,
+            "tasks": first.tasks if first else [],
+            "context_length": first.context_length if first else None,
+            "replicas": [
+                {
+                    "worker_id": w.info.worker_id,
+                    "pid": w.info.pid,
+                    "uptime_s": round(time.time() - w.started, 1),
+                    "max_batch": w.info.max_batch,
+                }
+                for w in workers
+            ],
+            "in_flight": sum(len(w.in_flight) for w in workers),
+            "running": sum(w.running for w in workers),
+            "waiting": sum(w.waiting for w in workers),
+            "tokens_generated": self.tokens_generated,
+            "steps": self.steps,
+            "steps_by_batch_size": {str(k): v for k, v in sorted(self.steps_by_batch_size.items())},
+            "last_error": self.last_error,
+        }
+
+
+class Stream:
+    """The deltas of one or more requests sent together (one per prompt), in arrival order."""
+
+    def __init__(self, router: Router, model: str, requests: list[Generate]) -> None:
+        self.router, self.model = router, model
+        self.index = {r.request_id: i for i, r in enumerate(requests)}
+        self.open = set(self.index)
+        self.queue: asyncio.Queue[Delta | Failed] = asyncio.Queue()
+        self.worker: Worker | None = None
+
+    def __aiter__(self) -> AsyncIterator[tuple[int, Delta]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[tuple[int, Delta]]:
+        while self.open:
+            item = await self.queue.get()
+            if item.request_id not in self.open:
+                continue
+            if isinstance(item, Failed):
+                self.open.discard(item.request_id)
+                raise APIError(item.status, item.message, item.code, item.param)
+            if item.finish_reason is not None:
+                self.open.discard(item.request_id)
+            yield self.index[item.request_id], item
+
+
+class Router:
+    def __init__(self, address: str, heartbeat_timeout: float) -> None:
+        self.address = address
+        self.heartbeat_timeout = heartbeat_timeout
+        self.codec = GatewayCodec()
+        self.models: dict[str, ModelState] = {}
+        self.streams: dict[str, Stream] = {}
+        self._context = zmq.asyncio.Context()
+        self._socket = self._context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a gone worker raises, not drops
+        self._tasks: list[asyncio.Task[None]] = []
+        self.on_silent: Callable[[str], None] = lambda worker_id: None  # the supervisor kills it
+
+    def expect(self, model: str) -> None:
+        """Declare a model the gateway serves; requests for it wait for its worker to register."""
+        self.models.setdefault(model, ModelState(model))
+
+    async def start(self) -> None:
+        self._socket.bind(self.address)
+        self._tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._watch())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._socket.close(linger=0)
+        self._context.term()
+
+    # --- requests -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self, model: str, task: str, requests: list[Generate], load_timeout: float
+    ) -> AsyncIterator[Stream]:
+        """Send the requests to one worker of `model`; on leaving, cancel whatever is unfinished."""
+        state = self.models.get(model)
+        if state is None:
+            raise APIError(404, f"The model `{model}` does not exist.", "model_not_found", "model")
+        if not state.workers:
+            try:
+                await asyncio.wait_for(state.ready.wait(), load_timeout)
+            except TimeoutError:
+                reason = f": {state.last_error}" if state.last_error else ""
+                raise APIError(
+                    503,
+                    f"The model `{model}` is not loaded yet{reason}",
+                    "model_not_ready",
+                    headers={"Retry-After": "5"},
+                ) from None
+        worker = min(state.workers.values(), key=lambda w: len(w.in_flight))
+        if task not in worker.info.tasks:
+            raise APIError(
+                400,
+                f"The model `{model}` does not support {task}; it serves: {', '.join(worker.info.tasks)}.",
+                "unsupported_task",
+                "model",
+            )
+        stream = Stream(self, model, requests)
+        stream.worker = worker
+        for request in requests:
+            self.streams[request.request_id] = stream
+            worker.in_flight.add(request.request_id)
+        try:
+            for request in requests:
+                self._send(worker.identity, self.codec.encode(request))
+            yield stream
+        finally:  # also on cancellation (client gone): no await here, the Cancel leaves at once
+            for request_id in stream.index:
+                self.streams.pop(request_id, None)
+                worker.in_flight.discard(request_id)
+            for request_id in stream.open:
+                self._send(worker.identity, self.codec.encode(Cancel(request_id)))
+
+    def _send(self, identity: bytes, payload: bytes) -> None:
+        """Send now without waiting: a ROUTER socket only refuses when the peer is gone."""
+        with contextlib.suppress(zmq.ZMQError):  # the worker is gone; its exit fails its requests
+            self._socket.send_multipart([identity, payload], flags=zmq.NOBLOCK)
+
+    # --- workers ------------------------------------------------------------------------
+
+    def shutdown_workers(self, drain: bool) -> None:
+        for state in self.models.values():
+            for worker in state.workers.values():
+                self._send(worker.identity, self.codec.encode(Shutdown(drain=drain)))
+
+    def worker_exited(self, worker_id: str, reason: str) -> None:
+        """The worker's process is gone: every request on it fails now, with a 503."""
+        for state in self.models.values():
+            worker = state.workers.pop(worker_id.encode(), None)
+            if worker is None:
+                continue
+            state.last_error = reason
+            if not state.workers:
+                state.ready.clear()
+            for request_id in list(worker.in_flight):
+                stream = self.streams.get(request_id)
+                if stream is not None:
+                    stream.queue.put_nowait(
+                        Failed(
+                            request_id, 503, "worker_died", f"The model's worker stopped ({reason}); retry."
+                        )
+                    )
+            log.warning(
+                "worker gone",
+                model=state.name,
+                worker_id=worker_id,
+                reason=reason,
+                failed_requests=len(worker.in_flight),
+            )
+
+    def note_failure(self, model: str, reason: str) -> None:
+        if model in self.models:
+            self.models[model].last_error = reason
+
+    async def _receive(self) -> None:
+        while True:
+            identity, frame = await self._socket.recv_multipart()
+            try:
+                message = self.codec.decode(frame)
+            except DecodeError as exc:
+                log.error("malformed message from a worker, ignored", error=str(exc))
+                continue
+            if isinstance(message, StepOutput):
+                self._step_output(identity, message)
+            elif isinstance(message, Failed):
+                stream = self.streams.get(message.request_id)
+                if stream is not None:
+                    stream.queue.put_nowait(message)
+            elif isinstance(message, Heartbeat):
+                worker = self._worker(identity)
+                if worker is not None:
+                    worker.running, worker.waiting = message.running, message.waiting
+                    worker.last_seen = time.monotonic()
+            elif isinstance(message, Register):
+                self._register(identity, message)
+
+    def _step_output(self, identity: bytes, message: StepOutput) -> None:
+        for delta in message.deltas:
+            stream = self.streams.get(delta.request_id)
+            if stream is not None:
+                stream.queue.put_nowait(delta)
+        worker = self._worker(identity)
+        if worker is None:
+            return
+        worker.running, worker.waiting = message.running, message.waiting
+        worker.last_seen = time.monotonic()
+        state = self.models[worker.info.model]
+        state.steps += 1
+        state.steps_by_batch_size[len(message.deltas)] += 1
+        state.tokens_generated += sum(d.tokens for d in message.deltas)
+
+    def _register(self, identity: bytes, info: Register) -> None:
+        if info.protocol_version != PROTOCOL_VERSION:
+            reason = f"protocol version {info.protocol_version} differs from the gateway's {PROTOCOL_VERSION}"
+            log.error("worker refused", worker_id=info.worker_id, model=info.model, reason=reason)
+            self._send(identity, self.codec.encode(Refused(reason)))
+            return
+        state = self.models.get(info.model)
+        if state is None:
+            reason = f"model {info.model!r} is not served by this gateway"
+            log.error("worker refused", worker_id=info.worker_id, model=info.model, reason=reason)
+            self._send(identity, self.codec.encode(Refused(reason)))
+            return
+        state.workers[identity] = Worker(identity, info)
+        state.last_error = None
+        state.ready.set()
+        log.info(
+            "worker registered",
+            worker_id=info.worker_id,
+            model=info.model,
+            engine=info.engine,
+            device=info.device,
+            tasks=info.tasks,
+            max_batch=info.max_batch,
+            context_length=info.context_length,
+            pid=info.pid,
+        )
+
+    def _worker(self, identity: bytes) -> Worker | None:
+        for state in self.models.values():
+            if identity in state.workers:
+                return state.workers[identity]
+        return None
+
+    async def _watch(self) -> None:
+        """A worker that stopped talking is treated as dead even if its process lingers."""
+        while True:
+            await asyncio.sleep(min(5.0, self.heartbeat_timeout / 2))
+            now = time.monotonic()
+            for state in list(self.models.values()):
+                for worker in list(state.workers.values()):
+                    if now - worker.last_seen > self.heartbeat_timeout:
+                        self.worker_exited(worker.info.worker_id, "missed heartbeats")
+                        self.on_silent(worker.info.worker_id)

@@ -1,0 +1,25 @@
+"""Run the gateway: uvloop, and handler cancellation so a client that leaves cancels its request."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvloop
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.config import Settings
+from protocol.logs import configure_logging
+
+
+def serve(settings: Settings) -> None:
+    configure_logging(settings.log_format, settings.log_level)
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        handler_cancellation=True,
+        print=None,
+    )

@@ -1,0 +1,114 @@
+"""Starts one worker process per model (`python -m workers ...`), restarts it with backoff when it
+exits, and stops them all with the gateway. It never imports the workers: they are other programs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import sys
+
+import structlog
+
+from gateway.config import ModelSpec, Settings
+from gateway.router import Router
+
+log = structlog.get_logger()
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, router: Router) -> None:
+        self.settings, self.router = settings, router
+        self.processes: dict[str, asyncio.subprocess.Process] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._serial = itertools.count(1)
+        self._stopping = False
+
+    def start(self, spec: ModelSpec) -> None:
+        self.router.expect(spec.id)
+        self._tasks.append(asyncio.create_task(self._keep_running(spec)))
+
+    def kill(self, worker_id: str) -> None:
+        process = self.processes.get(worker_id)
+        if process is not None and process.returncode is None:
+            process.kill()
+
+    async def _keep_running(self, spec: ModelSpec) -> None:
+        backoff = 1.0
+        while not self._stopping:
+            worker_id = f"{spec.id}-{next(self._serial)}"
+            process = await asyncio.create_subprocess_exec(*self._command(spec, worker_id))
+            self.processes[worker_id] = process
+            log.info("worker started", model=spec.id, worker_id=worker_id, pid=process.pid)
+            started = asyncio.get_running_loop().time()
+            code = await process.wait()
+            del self.processes[worker_id]
+            reason = f"exit code {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
+            self.router.worker_exited(worker_id, reason)
+            self.router.note_failure(spec.id, f"worker exited ({reason})")
+            if self._stopping:
+                return
+            if asyncio.get_running_loop().time() - started > 60:  # it ran a while: not a crash loop
+                backoff = 1.0
+            log.warning(
+                "worker exited, restarting",
+                model=spec.id,
+                worker_id=worker_id,
+                reason=reason,
+                restart_in_s=backoff,
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.settings.restart_backoff_max)
+
+    def _command(self, spec: ModelSpec, worker_id: str) -> list[str]:
+        s = self.settings
+        command = [
+            sys.executable,
+            "-m",
+            "workers",
+            "--model",
+            spec.id,
+            "--source",
+            spec.source,
+            "--engine",
+            spec.engine,
+            "--device",
+            spec.device,
+            "--max-batch",
+            str(spec.max_batch or s.max_batch),
+            "--connect",
+            self.router.address,
+            "--temperature",
+            str(spec.temperature),
+            "--top-p",
+            str(spec.top_p),
+            "--worker-id",
+            worker_id,
+            "--parent-pid",
+            str(os.getpid()),
+            "--log-format",
+            s.log_format,
+            "--log-level",
+            s.log_level,
+        ]
+        threads = spec.threads or s.threads
+        if threads:
+            command += ["--threads", str(threads)]
+        return command
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Ask every worker to stop, wait `grace` seconds, then kill what is left."""
+        self._stopping = True
+        self.router.shutdown_workers(drain=False)
+        processes = list(self.processes.values())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), grace)
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

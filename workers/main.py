@@ -1,0 +1,187 @@
+"""The worker's loop: read every waiting message, run one engine step, send its output, repeat.
+
+Cancels are read between steps, so a cancelled sequence is gone before the next step runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import msgspec
+import structlog
+import zmq
+
+from protocol import (
+    PROTOCOL_VERSION,
+    Cancel,
+    Failed,
+    Generate,
+    Heartbeat,
+    Refused,
+    Register,
+    Shutdown,
+    StepOutput,
+    WorkerCodec,
+)
+from protocol.codec import DecodeError
+from protocol.logs import configure_logging
+from workers.engines import load_engine
+from workers.engines.base import Engine, RequestError
+from workers.settings import WorkerSettings
+
+log = structlog.get_logger()
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, engine: Engine, socket: zmq.Socket) -> None:
+        self.settings, self.engine, self.socket = settings, engine, socket
+        self.codec = WorkerCodec()
+        self.draining = False
+        self.exit_code: int | None = None
+
+    def register(self) -> None:
+        caps = self.engine.capabilities
+        self.send(
+            Register(
+                worker_id=self.settings.worker_id,
+                model=self.settings.model,
+                engine=caps.engine,
+                device=caps.device,
+                tasks=caps.tasks,
+                max_batch=caps.max_batch,
+                context_length=caps.context_length,
+                protocol_version=PROTOCOL_VERSION,
+                pid=os.getpid(),
+            )
+        )
+
+    def send(self, message: Register | Heartbeat | StepOutput | Failed) -> None:
+        self.socket.send(self.codec.encode(message))
+
+    def heartbeat(self) -> None:
+        s = self.engine.stats
+        self.send(
+            Heartbeat(
+                running=s.running, waiting=s.waiting, tokens_generated=s.tokens_generated, steps=s.steps
+            )
+        )
+
+    def run(self) -> int:
+        interval_ms = int(self.settings.heartbeat_interval * 1000)
+        next_beat = 0.0
+        while self.exit_code is None:
+            busy = self.engine.has_work()
+            if self.socket.poll(0 if busy else interval_ms):
+                self.read_messages()
+            if self.exit_code is not None:
+                break
+            if self.engine.has_work():
+                deltas = self.engine.step()
+                if deltas:
+                    s = self.engine.stats
+                    self.send(StepOutput(deltas=deltas, running=s.running, waiting=s.waiting))
+            elif self.draining:
+                self.exit_code = 0
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + self.settings.heartbeat_interval
+                self.heartbeat()
+                if self.settings.parent_pid and os.getppid() != self.settings.parent_pid:
+                    log.warning("gateway is gone, exiting")
+                    self.exit_code = 0
+        return self.exit_code
+
+    def read_messages(self) -> None:
+        cancelled = False
+        while True:
+            try:
+                frame = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                message = self.codec.decode(frame)
+            except DecodeError as exc:
+                self.refuse_malformed(frame, str(exc))
+                continue
+            if isinstance(message, Generate):
+                self.generate(message)
+            elif isinstance(message, Cancel):
+                self.engine.cancel(message.request_id)
+                cancelled = True
+            elif isinstance(message, Shutdown):
+                log.info("shutdown requested", drain=message.drain)
+                self.draining = True
+                if not message.drain:
+                    self.exit_code = 0
+            elif isinstance(message, Refused):
+                log.error("the gateway refused this worker", reason=message.reason)
+                self.exit_code = 2
+        if cancelled:  # let the gateway see the freed sequence now, not at the next heartbeat
+            self.heartbeat()
+
+    def refuse_malformed(self, frame: bytes, error: str) -> None:
+        """A frame that is not a valid message still fails its request, if it names one."""
+        log.error("malformed message from the gateway", error=error)
+        try:
+            request_id = msgspec.msgpack.decode(frame).get("request_id")
+        except Exception:
+            return
+        if isinstance(request_id, str):
+            self.send(Failed(request_id, 400, "invalid_request", f"the worker could not read it: {error}"))
+
+    def generate(self, request: Generate) -> None:
+        if self.draining:
+            self.send(Failed(request.request_id, 503, "worker_draining", "the model is shutting down"))
+            return
+        params = request.params
+        if params.temperature is None or params.top_p is None:
+            request = msgspec.structs.replace(
+                request,
+                params=msgspec.structs.replace(
+                    params,
+                    temperature=self.settings.temperature
+                    if params.temperature is None
+                    else params.temperature,
+                    top_p=self.settings.top_p if params.top_p is None else params.top_p,
+                ),
+            )
+        try:
+            self.engine.add(request)
+        except RequestError as exc:
+            self.send(Failed(request.request_id, exc.status, exc.code, exc.message, exc.param))
+        except Exception:
+            log.exception("request could not be admitted", request_id=request.request_id)
+            self.send(Failed(request.request_id, 500, "internal_error", "the worker failed on this request"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pydantic_settings import CliApp
+
+    settings = CliApp.run(WorkerSettings, cli_args=sys.argv[1:] if argv is None else argv)
+    configure_logging(
+        settings.log_format, settings.log_level, model=settings.model, worker_id=settings.worker_id
+    )
+    if settings.parent_pid:  # Ctrl-C reaches the whole process group: the gateway stops us itself
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    log.info("loading model", engine=settings.engine, source=settings.source, device=settings.device)
+    started = time.monotonic()
+    engine = load_engine(settings)
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.IDENTITY, settings.worker_id.encode())
+    socket.setsockopt(zmq.LINGER, 1000)
+    socket.connect(settings.connect)
+    worker = Worker(settings, engine, socket)
+    worker.register()
+    log.info("registered", load_seconds=round(time.monotonic() - started, 1), **vars(engine.capabilities))
+    try:
+        code = worker.run()
+    except Exception:  # the engine is in an unknown state: exit, the gateway restarts us
+        log.exception("engine failed")
+        code = 1
+    socket.close(linger=0)
+    context.term()
+    return code

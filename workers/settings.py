@@ -1,0 +1,42 @@
+"""The worker's settings: flags over `ENGINEHOUSE_WORKER_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol.logs import LogFormat
+
+
+def default_threads() -> int:
+    """One core is left to the gateway and the clients: on 2 cores torch ran 4-5x slower with 2
+    threads than with 1 whenever another process wanted a core (docs/benchmarks.md)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ENGINEHOUSE_WORKER_",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_prog_name="enginehouse worker",
+    )
+
+    model: str = Field(description="the model id this worker registers")
+    source: str = Field(description="a model path, or pkg:PACKAGE/FILE inside an installed package")
+    connect: str = Field(description="the gateway's router address, ipc://... or tcp://...")
+    engine: Literal["torch"] = "torch"
+    device: str = Field("cpu", description="cpu, cuda or auto")
+    max_batch: int = Field(8, ge=1, description="sequences decoded together in one step")
+    threads: int = Field(default_factory=default_threads, ge=1, description="CPU threads for the engine")
+    temperature: float = Field(1.0, ge=0.0, description="default for requests that leave it out")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="default for requests that leave it out")
+    worker_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    parent_pid: int | None = Field(None, description="exit when this process is gone (set by the gateway)")
+    heartbeat_interval: float = Field(1.0, gt=0)
+    log_format: LogFormat = "auto"
+    log_level: str = "info"
