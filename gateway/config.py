@@ -20,6 +20,7 @@ class ModelSpec(BaseModel):
     device: str = "cpu"
     max_batch: int | None = None  # None: the gateway's --max-batch
     threads: int | None = None  # None: the worker's default (cores - 1)
+    context_length: int | None = None  # None: the model's own
     preload: bool = True
     # sampling defaults for requests that leave them out (the model card's; OpenAI's otherwise)
     temperature: float = 1.0

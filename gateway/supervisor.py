@@ -96,6 +96,8 @@ class Supervisor:
         threads = spec.threads or s.threads
         if threads:
             command += ["--threads", str(threads)]
+        if spec.context_length:
+            command += ["--context-length", str(spec.context_length)]
         return command
 
     async def stop(self, grace: float = 5.0) -> None:

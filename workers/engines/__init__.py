@@ -11,5 +11,11 @@ def load_engine(settings: WorkerSettings) -> Engine:
     if settings.engine == "torch":
         from workers.engines.torch_engine import TorchEngine
 
-        return TorchEngine(resolve(settings.source), settings.device, settings.max_batch, settings.threads)
+        return TorchEngine(
+            resolve(settings.source),
+            settings.device,
+            settings.max_batch,
+            settings.threads,
+            settings.context_length,
+        )
     raise ValueError(f"unknown engine {settings.engine!r}")

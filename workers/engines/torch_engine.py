@@ -55,7 +55,9 @@ def load_pretrained(path: Path, dtype: torch.dtype) -> tuple[object, torch.nn.Mo
 
 
 class TorchEngine(Engine):
-    def __init__(self, source: Path, device: str, max_batch: int, threads: int) -> None:
+    def __init__(
+        self, source: Path, device: str, max_batch: int, threads: int, context_length: int | None = None
+    ) -> None:
         torch.set_num_threads(threads)
         self.device = torch.device(
             "cuda"
@@ -69,7 +71,7 @@ class TorchEngine(Engine):
         self.model.to(self.device)
         config = self.model.config
         self.vocab_size = int(config.vocab_size)
-        self.context_length = int(config.max_position_embeddings)
+        self.context_length = min(int(config.max_position_embeddings), context_length or 1 << 62)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads

