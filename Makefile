@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 bench: install
-	$(BIN)/python -m tests.bench_serving --out docs/benchmarks.md
+	$(BIN)/python -m tests.benchmarks.run --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

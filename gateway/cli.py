@@ -11,6 +11,7 @@ USAGE = """usage: enginehouse COMMAND [OPTIONS]
 commands:
   serve    run the OpenAI-compatible server and its model workers
   worker   run one model worker (python -m workers)
+  bench    load-test an OpenAI-compatible server (streamed tokens/s, TTFT, TPOT)
 
 enginehouse COMMAND --help shows a command's options."""
 
@@ -29,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
 
         serve(CliApp.run(Settings, cli_args=rest))
         return 0
+    if command == "bench":
+        from gateway.bench import main as bench
+
+        return bench(rest)
     if command == "worker":  # another program: the gateway never imports an engine
         os.execv(sys.executable, [sys.executable, "-m", "workers", *rest])
     print(f"enginehouse: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

@@ -19,7 +19,7 @@ class ModelSpec(BaseModel):
     engine: Literal["torch"] = "torch"
     device: str = "cpu"
     max_batch: int | None = None  # None: the gateway's --max-batch
-    threads: int | None = None  # None: the worker's default (cores - 1)
+    threads: int | None = None  # None: the worker's default (all cores)
     context_length: int | None = None  # None: the model's own
     preload: bool = True
     # sampling defaults for requests that leave them out (the model card's; OpenAI's otherwise)
@@ -53,7 +53,7 @@ class Settings(BaseSettings):
         None, description="where the router's ipc socket lives (default: a private temporary directory)"
     )
     max_batch: int = Field(8, ge=1, description="sequences a worker decodes together in one step")
-    threads: int | None = Field(None, ge=1, description="engine CPU threads (default: cores - 1)")
+    threads: int | None = Field(None, ge=1, description="engine CPU threads (default: all cores)")
     device: str | None = Field(None, description="override the device of the default models")
     default_max_tokens: int = Field(
         2048,

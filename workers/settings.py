@@ -13,9 +13,10 @@ from protocol.logs import LogFormat
 
 
 def default_threads() -> int:
-    """One core is left to the gateway and the clients: on 2 cores torch ran 4-5x slower with 2
-    threads than with 1 whenever another process wanted a core (docs/benchmarks.md)."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """Every core: measured with the gateway and a load client running on 2 cores, 2 engine threads
+    served 8 streams 30% faster than 1 and one stream as fast (docs/benchmarks.md). Several workers
+    on one machine should split the cores between them (--threads)."""
+    return os.cpu_count() or 1
 
 
 class WorkerSettings(BaseSettings):
