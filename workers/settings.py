@@ -34,6 +34,9 @@ class WorkerSettings(BaseSettings):
     device: str = Field("cpu", description="cpu, cuda or auto")
     max_batch: int = Field(8, ge=1, description="sequences decoded together in one step")
     context_length: int | None = Field(None, ge=16, description="cap the model's context (tokens)")
+    prefill_chunk: int = Field(
+        512, ge=16, description="most prompt tokens prefilled in one engine step (smaller: smoother streams)"
+    )
     threads: int = Field(default_factory=default_threads, ge=1, description="CPU threads for the engine")
     temperature: float = Field(1.0, ge=0.0, description="default for requests that leave it out")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="default for requests that leave it out")

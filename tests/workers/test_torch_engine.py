@@ -125,3 +125,21 @@ def test_max_tokens_is_clamped_to_the_context_left():
     params = SamplingParams(max_tokens=1000, temperature=0.0, ignore_eos=True)
     _, ends = run(small, [Generate("edge", params, prompt_ids=[100] * 61)])
     assert ends["edge"].finish_reason == "length" and ends["edge"].completion_tokens == 3
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_while_others_keep_decoding(engine):
+    params = SamplingParams(max_tokens=40, temperature=0.0, ignore_eos=True)
+    short = chat("short", "Tell me a story.", params)
+    long_prompt = "Tell me about the sea. " * 200  # about 1200 tokens: three chunks of 512
+    alone, _ = run(engine, [chat("long", long_prompt, params)])
+    engine.add(short)
+    engine.step()
+    engine.add(chat("long", long_prompt, params))
+    steps = [engine.step() for _ in range(3)]
+    # two steps prefill 1024 of the long prompt's tokens while the short one keeps decoding
+    assert [{d.request_id for d in step} for step in steps] == [{"short"}, {"short"}, {"short", "long"}]
+    engine.cancel("short")
+    text = "".join(d.text for d in steps[2] if d.request_id == "long")
+    while engine.has_work():
+        text += "".join(d.text for d in engine.step())
+    assert text == alone["long"]

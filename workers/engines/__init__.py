@@ -17,5 +17,6 @@ def load_engine(settings: WorkerSettings) -> Engine:
             settings.max_batch,
             settings.threads,
             settings.context_length,
+            settings.prefill_chunk,
         )
     raise ValueError(f"unknown engine {settings.engine!r}")

@@ -1,7 +1,9 @@
 """The torch engine: a transformers causal LM driven by our own continuous-batching decode loop.
 
-Each step first admits waiting requests (each prefilled alone, all but its last prompt token, and
-copied into the batch cache as a new row), then runs one batched forward over one token per row:
+Each step first prefills waiting requests, at most `prefill_chunk` prompt tokens per step, so a
+long prompt neither stalls the running streams nor keeps the worker from reading cancels. A request
+is prefilled alone (all but its last prompt token) and copied into the batch cache as a new row.
+Then one batched forward runs over one token per row:
 the last prompt token for a row that just joined, the last sampled token for the others. Every row
 therefore advances exactly one token per step, and finished or cancelled rows leave at once.
 """
@@ -56,16 +58,18 @@ def load_pretrained(path: Path, dtype: torch.dtype) -> tuple[object, torch.nn.Mo
 
 class TorchEngine(Engine):
     def __init__(
-        self, source: Path, device: str, max_batch: int, threads: int, context_length: int | None = None
+        self,
+        source: Path,
+        device: str,
+        max_batch: int,
+        threads: int,
+        context_length: int | None = None,
+        prefill_chunk: int = 512,
     ) -> None:
         torch.set_num_threads(threads)
-        self.device = torch.device(
-            "cuda"
-            if device == "auto" and torch.cuda.is_available()
-            else "cpu"
-            if device == "auto"
-            else device
-        )
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.tokenizer, self.model = load_pretrained(source, dtype)
         self.model.to(self.device)
@@ -76,9 +80,10 @@ class TorchEngine(Engine):
         self.eos_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.kv = BatchKV(config.num_hidden_layers, config.num_key_value_heads, head_dim, dtype, self.device)
-        self.max_batch = max_batch
+        self.max_batch, self.prefill_chunk = max_batch, prefill_chunk
         self.running: list[_Sequence] = []
-        self.waiting: deque[_Sequence] = deque()
+        self.waiting: deque[_Sequence] = deque()  # the first may be part-way through its prefill
+        self.prefix: DynamicCache | None = None  # that first one's cache so far
         self.stats = EngineStats()
         self.capabilities = Capabilities(
             engine="torch",
@@ -111,6 +116,8 @@ class TorchEngine(Engine):
         self.stats.waiting = len(self.waiting)
 
     def cancel(self, request_id: str) -> None:
+        if self.waiting and self.waiting[0].request_id == request_id:
+            self.prefix = None
         self.waiting = deque(s for s in self.waiting if s.request_id != request_id)
         rows = [i for i, s in enumerate(self.running) if s.request_id != request_id]
         if len(rows) != len(self.running):
@@ -122,8 +129,7 @@ class TorchEngine(Engine):
 
     @torch.inference_mode()
     def step(self) -> list[Delta]:
-        while self.waiting and len(self.running) < self.max_batch:
-            self._admit(self.waiting.popleft())
+        self._prefill()
         if not self.running:
             return []
         mask, positions = self.kv.next_inputs()
@@ -152,15 +158,24 @@ class TorchEngine(Engine):
 
     # --- internals ----------------------------------------------------------------------
 
-    def _admit(self, seq: _Sequence) -> None:
-        n = len(seq.prompt) - 1  # the last prompt token goes through the next batched step
-        prefix = None
-        if n:
-            prefix = DynamicCache()
-            ids = torch.tensor([seq.prompt[:-1]], device=self.device)
-            self.model.model(input_ids=ids, past_key_values=prefix, use_cache=True)
-        self.kv.add(prefix, n)
-        self.running.append(seq)
+    def _prefill(self) -> None:
+        """Prefill waiting requests in order, up to `prefill_chunk` tokens; admit those done."""
+        budget = self.prefill_chunk
+        while self.waiting and len(self.running) < self.max_batch and budget > 0:
+            seq = self.waiting[0]
+            n = len(seq.prompt) - 1  # the last prompt token goes through the batched step
+            if self.prefix is None:
+                self.prefix = DynamicCache()
+            done = self.prefix.get_seq_length()
+            take = min(budget, n - done)
+            if take > 0:
+                ids = torch.tensor([seq.prompt[done : done + take]], device=self.device)
+                self.model.model(input_ids=ids, past_key_values=self.prefix, use_cache=True)
+                budget -= take
+            if done + take == n:
+                self.kv.add(self.prefix if n else None, n)
+                self.running.append(self.waiting.popleft())
+                self.prefix = None
 
     def _advance(self, seq: _Sequence, token: int) -> Delta:
         seq.generated += 1
