@@ -93,12 +93,10 @@ class ModelState:
 class Stream:
     """The deltas of one or more requests sent together (one per prompt), in arrival order."""
 
-    def __init__(self, router: Router, model: str, requests: list[Generate]) -> None:
-        self.router, self.model = router, model
+    def __init__(self, requests: list[Generate]) -> None:
         self.index = {r.request_id: i for i, r in enumerate(requests)}
         self.open = set(self.index)
         self.queue: asyncio.Queue[Delta | Failed] = asyncio.Queue()
-        self.worker: Worker | None = None
 
     def __aiter__(self) -> AsyncIterator[tuple[int, Delta]]:
         return self._iterate()
@@ -122,6 +120,7 @@ class Router:
         self.heartbeat_timeout = heartbeat_timeout
         self.codec = GatewayCodec()
         self.models: dict[str, ModelState] = {}
+        self.workers: dict[bytes, Worker] = {}  # by ZeroMQ identity (the worker id)
         self.streams: dict[str, Stream] = {}
         self._context = zmq.asyncio.Context()
         self._socket = self._context.socket(zmq.ROUTER)
@@ -174,8 +173,7 @@ class Router:
                 "unsupported_task",
                 "model",
             )
-        stream = Stream(self, model, requests)
-        stream.worker = worker
+        stream = Stream(requests)
         for request in requests:
             self.streams[request.request_id] = stream
             worker.in_flight.add(request.request_id)
@@ -204,28 +202,26 @@ class Router:
 
     def worker_exited(self, worker_id: str, reason: str) -> None:
         """The worker's process is gone: every request on it fails now, with a 503."""
-        for state in self.models.values():
-            worker = state.workers.pop(worker_id.encode(), None)
-            if worker is None:
-                continue
-            state.last_error = reason
-            if not state.workers:
-                state.ready.clear()
-            for request_id in list(worker.in_flight):
-                stream = self.streams.get(request_id)
-                if stream is not None:
-                    stream.queue.put_nowait(
-                        Failed(
-                            request_id, 503, "worker_died", f"The model's worker stopped ({reason}); retry."
-                        )
-                    )
-            log.warning(
-                "worker gone",
-                model=state.name,
-                worker_id=worker_id,
-                reason=reason,
-                failed_requests=len(worker.in_flight),
-            )
+        worker = self.workers.pop(worker_id.encode(), None)
+        if worker is None:
+            return
+        state = self.models[worker.info.model]
+        del state.workers[worker.identity]
+        state.last_error = reason
+        if not state.workers:
+            state.ready.clear()
+        message = f"The model's worker stopped ({reason}); retry."
+        for request_id in worker.in_flight:
+            stream = self.streams.get(request_id)
+            if stream is not None:
+                stream.queue.put_nowait(Failed(request_id, 503, "worker_died", message))
+        log.warning(
+            "worker gone",
+            model=state.name,
+            worker_id=worker_id,
+            reason=reason,
+            failed_requests=len(worker.in_flight),
+        )
 
     def note_failure(self, model: str, reason: str) -> None:
         if model in self.models:
@@ -246,7 +242,7 @@ class Router:
                 if stream is not None:
                     stream.queue.put_nowait(message)
             elif isinstance(message, Heartbeat):
-                worker = self._worker(identity)
+                worker = self.workers.get(identity)
                 if worker is not None:
                     worker.running, worker.waiting = message.running, message.waiting
                     worker.last_seen = time.monotonic()
@@ -258,7 +254,7 @@ class Router:
             stream = self.streams.get(delta.request_id)
             if stream is not None:
                 stream.queue.put_nowait(delta)
-        worker = self._worker(identity)
+        worker = self.workers.get(identity)
         if worker is None:
             return
         worker.running, worker.waiting = message.running, message.waiting
@@ -280,7 +276,7 @@ class Router:
             log.error("worker refused", worker_id=info.worker_id, model=info.model, reason=reason)
             self._send(identity, self.codec.encode(Refused(reason)))
             return
-        state.workers[identity] = Worker(identity, info)
+        state.workers[identity] = self.workers[identity] = Worker(identity, info)
         state.last_error = None
         state.ready.set()
         log.info(
@@ -295,19 +291,12 @@ class Router:
             pid=info.pid,
         )
 
-    def _worker(self, identity: bytes) -> Worker | None:
-        for state in self.models.values():
-            if identity in state.workers:
-                return state.workers[identity]
-        return None
-
     async def _watch(self) -> None:
         """A worker that stopped talking is treated as dead even if its process lingers."""
         while True:
             await asyncio.sleep(min(5.0, self.heartbeat_timeout / 2))
             now = time.monotonic()
-            for state in list(self.models.values()):
-                for worker in list(state.workers.values()):
-                    if now - worker.last_seen > self.heartbeat_timeout:
-                        self.worker_exited(worker.info.worker_id, "missed heartbeats")
-                        self.on_silent(worker.info.worker_id)
+            for worker in list(self.workers.values()):
+                if now - worker.last_seen > self.heartbeat_timeout:
+                    self.worker_exited(worker.info.worker_id, "missed heartbeats")
+                    self.on_silent(worker.info.worker_id)
