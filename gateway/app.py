@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import tempfile
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import structlog
@@ -14,62 +13,20 @@ from aiohttp import web
 
 from gateway.config import Settings
 from gateway.errors import APIError
+from gateway.middlewares import (
+    add_response_headers,
+    authenticate,
+    cors,
+    openai_errors,
+    rate_limit,
+    request_context,
+)
 from gateway.openai.routes import add_routes
 from gateway.router import Router
-from gateway.state import ROUTER, SETTINGS, SUPERVISOR
+from gateway.state import GUARDS, ROUTER, SETTINGS, SUPERVISOR, Guards
 from gateway.supervisor import Supervisor
 
 log = structlog.get_logger()
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A request id on every log line of the request and on the response; one line at the end."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    started = time.perf_counter()
-    status = 499  # the client left before an answer
-    try:
-        response = await handler(request)
-        status = response.status
-        if not response.prepared:
-            response.headers["X-Request-Id"] = request_id
-        return response
-    except APIError as exc:
-        status = exc.status
-        raise
-    finally:
-        log.info(
-            "request",
-            method=request.method,
-            path=request.path,
-            status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        )
-
-
-@web.middleware
-async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves in OpenAI's shape: ours, aiohttp's (404, 405, 413) and unexpected ones."""
-    try:
-        return await handler(request)
-    except APIError as exc:
-        return exc.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        message = {
-            404: f"Unknown route {request.method} {request.path}.",
-            405: f"Method {request.method} is not allowed on {request.path}.",
-            413: "The request body is too large.",
-        }.get(exc.status, exc.reason)
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return APIError(exc.status, message, exc.reason.lower().replace(" ", "_"), headers=headers).response()
-    except Exception:
-        log.exception("unhandled error")
-        return APIError(500, "The server failed on this request.", "internal_error").response()
 
 
 async def health(request: web.Request) -> web.Response:
@@ -93,6 +50,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         router.expect(spec.id)
         if spec.preload:
             supervisor.start(spec)
+    if not app[GUARDS].keys:
+        log.warning(
+            "no API key is set: anyone who can reach the port can use it",
+            host=settings.host,
+            loopback_only=_is_loopback(settings.host),
+        )
     log.info(
         "gateway started",
         host=settings.host,
@@ -107,11 +70,24 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def create_app(settings: Settings) -> web.Application:
-    app = web.Application(
-        middlewares=[request_context, openai_errors], client_max_size=settings.max_body_bytes
-    )
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def guard(app: web.Application, settings: Settings) -> None:
+    """The request path in front of every handler: context, errors, CORS, keys, rate limit."""
+    app.middlewares.extend([request_context, openai_errors, cors, authenticate, rate_limit])
     app[SETTINGS] = settings
+    app[GUARDS] = Guards.from_settings(settings)
+    app.on_response_prepare.append(add_response_headers)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    guard(app, settings)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/health", health)
     add_routes(app)

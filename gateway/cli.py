@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.config import Settings
         from gateway.server import serve
 
+        # --api-key K, repeatable, as operators expect; the setting itself is a list, api_keys
+        rest = ["--api-keys" if arg == "--api-key" else arg for arg in rest]
         serve(CliApp.run(Settings, cli_args=rest))
         return 0
     if command == "bench":

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from protocol.logs import LogFormat
 
@@ -49,6 +49,21 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    # --- who may call ---
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        [], description="accepted API keys (--api-key K, repeatable; ENGINEHOUSE_API_KEYS=k1,k2)"
+    )
+    api_key_file: Path | None = Field(None, description="a file of API keys, one a line")
+    rate_limit: float = Field(
+        60.0, ge=0, description="requests per minute per key (per client without keys); 0 disables"
+    )
+    rate_burst: int = Field(10, ge=0, description="requests allowed at once before the rate applies")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        [], description="CIDRs of proxies whose X-Forwarded-For is believed (ngrok, nginx: 127.0.0.1/32)"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [], description="browser origins allowed to call the API (* for any); none by default"
+    )
     runtime_dir: Path | None = Field(
         None, description="where the router's ipc socket lives (default: a private temporary directory)"
     )
@@ -68,6 +83,21 @@ class Settings(BaseSettings):
     restart_backoff_max: float = Field(30.0, gt=0, description="longest wait between worker restarts")
     log_format: LogFormat = "auto"
     log_level: str = "info"
+
+    @field_validator("api_keys", "trusted_proxies", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    def keys(self) -> list[str]:
+        """The keys given as flags or environment, and those in the key file."""
+        keys = list(self.api_keys)
+        if self.api_key_file is not None:
+            lines = self.api_key_file.read_text().splitlines()
+            keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        return keys
 
     def models(self) -> list[ModelSpec]:
         return [m.model_copy(update={"device": self.device or m.device}) for m in DEFAULT_MODELS]

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiohttp import web
 
+from gateway.clients import Network, parse_networks
 from gateway.config import Settings
+from gateway.ratelimit import RateLimiter
 from gateway.router import Router
 from gateway.supervisor import Supervisor
 
+
+@dataclass(frozen=True)
+class Guards:
+    """Who may call and how often, built once from the settings."""
+
+    keys: list[str]
+    limiter: RateLimiter | None
+    trusted_proxies: list[Network]
+    cors_origins: list[str]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Guards:
+        limited = settings.rate_limit > 0 and settings.rate_burst > 0
+        return cls(
+            keys=settings.keys(),
+            limiter=RateLimiter(settings.rate_limit, settings.rate_burst) if limited else None,
+            trusted_proxies=parse_networks(settings.trusted_proxies),
+            cors_origins=settings.cors_origins,
+        )
+
+
 SETTINGS = web.AppKey("settings", Settings)
+GUARDS = web.AppKey("guards", Guards)
 ROUTER = web.AppKey("router", Router)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)

@@ -1,0 +1,149 @@
+"""The request path before a handler, outermost first: request context and log line, OpenAI-shaped
+errors, CORS, API keys, rate limit. Each is a small function over what the app holds."""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from gateway.clients import client_address, fingerprint, presented_key
+from gateway.errors import APIError
+from gateway.ratelimit import Decision
+from gateway.state import GUARDS
+
+log = structlog.get_logger()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OPEN_PATHS = {"/health"}  # no key needed
+UNLIMITED_PATHS = {"/health", "/metrics"}  # not rate limited
+CALLER = web.RequestKey("caller", str)  # the bucket and log name of the caller
+LIMIT = web.RequestKey("rate_decision", Decision)  # the limiter's answer, for the response headers
+CORS = web.RequestKey("cors", dict[str, str])  # CORS headers for the answer
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request id on every log line of the request and on the response; one line at the end."""
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 499  # the client left before an answer
+    try:
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            client=request.get(CALLER),
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves in OpenAI's shape: ours, aiohttp's (404, 405, 413) and unexpected ones."""
+    try:
+        return await handler(request)
+    except APIError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = {
+            404: f"Unknown route {request.method} {request.path}.",
+            405: f"Method {request.method} is not allowed on {request.path}.",
+            413: "The request body is too large.",
+        }.get(exc.status, exc.reason)
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return APIError(exc.status, message, exc.reason.lower().replace(" ", "_"), headers=headers).response()
+    except Exception:
+        log.exception("unhandled error")
+        return APIError(500, "The server failed on this request.", "internal_error").response()
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Browsers from the allowed origins may call; their preflight needs no key."""
+    origins = request.app[GUARDS].cors_origins
+    origin = request.headers.get("Origin")
+    if not origins or origin is None or ("*" not in origins and origin not in origins):
+        return await handler(request)
+    allow = {"Access-Control-Allow-Origin": "*" if "*" in origins else origin, "Vary": "Origin"}
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return web.Response(
+            status=204,
+            headers={
+                **allow,
+                "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", "*"),
+                "Access-Control-Max-Age": "600",
+            },
+        )
+    request[CORS] = allow
+    return await handler(request)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    guards = request.app[GUARDS]
+    request[CALLER] = client_address(request, guards.trusted_proxies)
+    if not guards.keys or request.path in OPEN_PATHS:
+        return await handler(request)
+    key = presented_key(request)
+    # compare against every key, whatever matches, so timing says nothing about which is close
+    matches = [hmac.compare_digest(key.encode(), k.encode()) for k in guards.keys] if key else []
+    if not any(matches):
+        raise APIError(
+            401,
+            "Incorrect or missing API key. Send it as `Authorization: Bearer KEY`.",
+            "invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    request[CALLER] = f"key:{fingerprint(key)}"  # type: ignore[arg-type]  # key is set when it matched
+    return await handler(request)
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    limiter = request.app[GUARDS].limiter
+    if limiter is None or request.path in UNLIMITED_PATHS or request.method == "OPTIONS":
+        return await handler(request)
+    decision = limiter.check(request[CALLER])
+    request[LIMIT] = decision
+    if not decision.allowed:
+        raise APIError(
+            429,
+            f"Rate limit reached: {limiter.burst} requests at once, then "
+            f"{limiter.rate * 60:g} per minute. Retry after {decision.retry_after_s} s.",
+            "rate_limit_exceeded",
+            headers={"Retry-After": str(decision.retry_after_s), **rate_headers(request)},
+        )
+    return await handler(request)
+
+
+def rate_headers(request: web.Request) -> dict[str, str]:
+    decision, limiter = request.get(LIMIT), request.app[GUARDS].limiter
+    if decision is None or limiter is None:
+        return {}
+    return {
+        "x-ratelimit-limit-requests": f"{limiter.rate * 60:g}",
+        "x-ratelimit-remaining-requests": str(decision.remaining),
+        "x-ratelimit-reset-requests": f"{decision.reset_s:.1f}s",
+    }
+
+
+async def add_response_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """on_response_prepare: headers every answer carries, streamed or not."""
+    response.headers.update(rate_headers(request))  # type: ignore[arg-type]
+    response.headers.update(request.get(CORS, {}))
