@@ -22,7 +22,7 @@ from gateway.middlewares import (
     request_context,
 )
 from gateway.openai.routes import add_routes
-from gateway.router import Router
+from gateway.router import Bounds, Router
 from gateway.state import GUARDS, ROUTER, SETTINGS, SUPERVISOR, Guards
 from gateway.supervisor import Supervisor
 
@@ -41,7 +41,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     runtime = settings.runtime_dir or Path(tempfile.mkdtemp(prefix="enginehouse-"))
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-    router = Router(f"ipc://{runtime / 'router.sock'}", settings.heartbeat_timeout)
+    bounds = Bounds(
+        settings.load_timeout, settings.first_token_timeout, settings.max_queue, settings.heartbeat_timeout
+    )
+    router = Router(f"ipc://{runtime / 'router.sock'}", bounds)
     supervisor = Supervisor(settings, router)
     router.on_silent = supervisor.kill
     app[ROUTER], app[SUPERVISOR] = router, supervisor

@@ -77,6 +77,22 @@ class Settings(BaseSettings):
         "(always clamped to what the model's context has left)",
     )
     load_timeout: float = Field(300.0, gt=0, description="seconds a request waits for its model to load")
+    first_token_timeout: float = Field(
+        120.0,
+        gt=0,
+        description="seconds a request waits for its first token once its model is loaded (504 after)",
+    )
+    max_queue: int = Field(
+        256,
+        ge=0,
+        description="requests per model waiting beyond what its workers' "
+        "batches hold; more are answered 503 with Retry-After",
+    )
+    drain_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="on SIGTERM, seconds in-flight requests get to finish before they are cancelled",
+    )
     request_timeout: float = Field(600.0, gt=0, description="seconds a request may take in all (504 after)")
     heartbeat_timeout: float = Field(60.0, gt=0, description="a worker silent this long is presumed dead")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body accepted")

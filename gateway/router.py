@@ -93,17 +93,26 @@ class ModelState:
 class Stream:
     """The deltas of one or more requests sent together (one per prompt), in arrival order."""
 
-    def __init__(self, requests: list[Generate]) -> None:
+    def __init__(self, requests: list[Generate], first_token_timeout: float) -> None:
         self.index = {r.request_id: i for i, r in enumerate(requests)}
         self.open = set(self.index)
         self.queue: asyncio.Queue[Delta | Failed] = asyncio.Queue()
+        self.first_token_timeout: float | None = first_token_timeout
 
     def __aiter__(self) -> AsyncIterator[tuple[int, Delta]]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[tuple[int, Delta]]:
         while self.open:
-            item = await self.queue.get()
+            try:
+                item = await asyncio.wait_for(self.queue.get(), self.first_token_timeout)
+            except TimeoutError:
+                raise APIError(
+                    504,
+                    f"No token came within {self.first_token_timeout:g} s; the request was cancelled.",
+                    "first_token_timeout",
+                ) from None
+            self.first_token_timeout = None
             if item.request_id not in self.open:
                 continue
             if isinstance(item, Failed):
@@ -114,10 +123,18 @@ class Stream:
             yield self.index[item.request_id], item
 
 
+@dataclass(frozen=True)
+class Bounds:
+    load_timeout: float  # a request waits this long for its model's first worker
+    first_token_timeout: float  # and this long for its first token
+    max_queue: int  # requests per model beyond what its workers' batches hold
+    heartbeat_timeout: float  # a worker silent this long is presumed dead
+
+
 class Router:
-    def __init__(self, address: str, heartbeat_timeout: float) -> None:
+    def __init__(self, address: str, bounds: Bounds) -> None:
         self.address = address
-        self.heartbeat_timeout = heartbeat_timeout
+        self.bounds = bounds
         self.codec = GatewayCodec()
         self.models: dict[str, ModelState] = {}
         self.workers: dict[bytes, Worker] = {}  # by ZeroMQ identity (the worker id)
@@ -147,16 +164,14 @@ class Router:
     # --- requests -----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def open(
-        self, model: str, task: str, requests: list[Generate], load_timeout: float
-    ) -> AsyncIterator[Stream]:
+    async def open(self, model: str, task: str, requests: list[Generate]) -> AsyncIterator[Stream]:
         """Send the requests to one worker of `model`; on leaving, cancel whatever is unfinished."""
         state = self.models.get(model)
         if state is None:
             raise APIError(404, f"The model `{model}` does not exist.", "model_not_found", "model")
         if not state.workers:
             try:
-                await asyncio.wait_for(state.ready.wait(), load_timeout)
+                await asyncio.wait_for(state.ready.wait(), self.bounds.load_timeout)
             except TimeoutError:
                 reason = f": {state.last_error}" if state.last_error else ""
                 raise APIError(
@@ -173,7 +188,16 @@ class Router:
                 "unsupported_task",
                 "model",
             )
-        stream = Stream(requests)
+        workers = state.workers.values()
+        capacity = sum(w.info.max_batch for w in workers) + self.bounds.max_queue
+        if sum(len(w.in_flight) for w in workers) + len(requests) > capacity:
+            raise APIError(
+                503,
+                f"The model `{model}` has {capacity} requests running or queued, its limit; retry shortly.",
+                "server_busy",
+                headers={"Retry-After": "1"},
+            )
+        stream = Stream(requests, self.bounds.first_token_timeout)
         for request in requests:
             self.streams[request.request_id] = stream
             worker.in_flight.add(request.request_id)
@@ -294,9 +318,9 @@ class Router:
     async def _watch(self) -> None:
         """A worker that stopped talking is treated as dead even if its process lingers."""
         while True:
-            await asyncio.sleep(min(5.0, self.heartbeat_timeout / 2))
+            await asyncio.sleep(min(5.0, self.bounds.heartbeat_timeout / 2))
             now = time.monotonic()
             for worker in list(self.workers.values()):
-                if now - worker.last_seen > self.heartbeat_timeout:
+                if now - worker.last_seen > self.bounds.heartbeat_timeout:
                     self.worker_exited(worker.info.worker_id, "missed heartbeats")
                     self.on_silent(worker.info.worker_id)

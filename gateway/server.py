@@ -1,4 +1,5 @@
-"""Run the gateway: uvloop, and handler cancellation so a client that leaves cancels its request."""
+"""Run the gateway: uvloop, handler cancellation so a client that leaves cancels its request, and a
+graceful drain on SIGTERM."""
 
 from __future__ import annotations
 
@@ -22,4 +23,7 @@ def serve(settings: Settings) -> None:
         access_log=None,
         handler_cancellation=True,
         print=None,
+        # SIGTERM/SIGINT: stop accepting, let in-flight requests finish up to the drain timeout,
+        # cancel the rest (their cleanup cancels them at the workers), then stop the workers
+        shutdown_timeout=settings.drain_timeout,
     )

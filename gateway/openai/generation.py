@@ -101,7 +101,7 @@ async def respond(
     try:
         async with (
             asyncio.timeout_at(deadline),
-            router.open(body.model, task, requests, settings.load_timeout) as stream,
+            router.open(body.model, task, requests) as stream,
         ):
             async for index, delta in stream:
                 result.texts[index].append(delta.text)
@@ -136,7 +136,7 @@ async def _stream(
     try:
         async with (
             asyncio.timeout_at(deadline),
-            router.open(body.model, task, requests, request.app[SETTINGS].load_timeout) as stream,
+            router.open(body.model, task, requests) as stream,
         ):
             deltas = aiter(stream)
             # The first delta comes before the headers, so that a request the worker refuses
