@@ -19,7 +19,10 @@ async def read_body(request: web.Request, schema: type[Body]) -> Body:
     try:
         return schema.model_validate_json(raw)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
+        errors = exc.errors(include_url=False)
+        # of a union's failed branches, the one that got furthest says what is wrong, and a bad
+        # value says more than a value of the wrong type
+        error = max(errors, key=lambda e: (len(e["loc"]), not e["type"].endswith("_type")))
         if error["type"] == "json_invalid":
             raise APIError(400, f"The body is not valid JSON: {error['msg']}", "invalid_json") from None
         if error["type"] == "model_type" and not error["loc"]:
@@ -30,12 +33,16 @@ async def read_body(request: web.Request, schema: type[Body]) -> Body:
         raise APIError(400, message, code, param or None) from None
 
 
+_BRANCHES = {"str", "int", "float", "bool", "none", "dict"}
+
+
 def _param(loc: tuple[int | str, ...]) -> str:
-    """('messages', 0, 'role') → 'messages[0].role'; union branch names are dropped."""
+    """('messages', 0, 'content', 'list[TextPart]', 0, 'type') → 'messages[0].content[0].type':
+    the names pydantic gives union branches (types: str, list[...], CamelCase classes) are dropped."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not any(c in part for c in "[]()") and not part.startswith(("function-", "list[", "str")):
+        elif part not in _BRANCHES and "[" not in part and not part[:1].isupper():
             out += f".{part}" if out else part
     return out

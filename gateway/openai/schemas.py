@@ -8,16 +8,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import APIError
 from protocol import ChatMessage, SamplingParams
 
 MAX_STOP = 4
+INT32 = 2**31 - 1  # integers that reach the worker fit the wire
+# max_tokens and top_k past any model's reach are clamped (to the context, to the vocabulary)
+Clamped = Annotated[int, Field(ge=1), AfterValidator(lambda v: min(v, INT32))]
+TokenId = Annotated[StrictInt, Field(ge=0, le=INT32)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, strict=True)  # JSON types as sent
 
 
 class StreamOptions(_Body):
@@ -30,15 +42,15 @@ class Sampling(_Body):
     model: str = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Clamped | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
-    top_k: Annotated[int, Field(ge=-1)] | None = None
+    top_k: Annotated[int, Field(ge=-1), AfterValidator(lambda v: min(v, INT32))] | None = None
     min_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     repetition_penalty: Annotated[float, Field(gt=0.0, le=10.0)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
-    seed: StrictInt | None = None
+    seed: Annotated[StrictInt, Field(ge=-(2**63), le=2**64 - 1)] | None = None
     stop: str | list[str] | None = Field(None, validate_default=True)
     ignore_eos: bool = False
     n: Annotated[int, Field(ge=1)] | None = None
@@ -101,7 +113,7 @@ class Message(_Body):
 
 class ChatCompletionRequest(Sampling):
     messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Clamped | None = None
     logprobs: bool | None = None
     tools: list[dict[str, object]] | None = None
     response_format: dict[str, object] | None = None
@@ -128,7 +140,7 @@ class ChatCompletionRequest(Sampling):
 
 
 class CompletionRequest(Sampling):
-    prompt: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
+    prompt: str | list[str] | list[TokenId] | list[list[TokenId]] = Field(min_length=1)
     echo: bool = False
     logprobs: int | None = None
     suffix: str | None = None

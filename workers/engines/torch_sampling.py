@@ -23,7 +23,7 @@ class RowSampler:
             )
         self.p = params
         seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed % 2**64)  # OpenAI seeds may be negative
         self.greedy = params.temperature == 0.0
         self.penalised = (
             params.repetition_penalty != 1.0
