@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     max_batch: int = Field(8, ge=1, description="sequences a worker decodes together in one step")
     threads: int | None = Field(None, ge=1, description="engine CPU threads (default: all cores)")
     device: str | None = Field(None, description="override the device of the default models")
+    max_tokens_cap: int | None = Field(
+        None,
+        ge=1,
+        description="most tokens one request may generate, whatever it asks (default: the model's context)",
+    )
     default_max_tokens: int = Field(
         2048,
         ge=1,

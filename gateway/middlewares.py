@@ -18,7 +18,7 @@ from gateway.state import GUARDS
 
 log = structlog.get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-OPEN_PATHS = {"/health"}  # no key needed
+OPEN_PATHS = {"/health", "/openapi.json"}  # no key needed
 UNLIMITED_PATHS = {"/health", "/metrics"}  # not rate limited
 CALLER = web.RequestKey("caller", str)  # the bucket and log name of the caller
 LIMIT = web.RequestKey("rate_decision", Decision)  # the limiter's answer, for the response headers

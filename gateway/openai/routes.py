@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.errors import APIError
 from gateway.openai.body import read_body
 from gateway.openai.generation import ChatShape, CompletionShape, respond
+from gateway.openai.openapi import openapi_json
 from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest
 from gateway.state import ROUTER
 from protocol import Generate
@@ -66,3 +67,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/status", models_status)
     app.router.add_get("/v1/models/{model}", get_model)
+    app.router.add_get("/openapi.json", openapi_json)

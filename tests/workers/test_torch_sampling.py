@@ -46,3 +46,21 @@ def test_greedy_rows_beside_sampled_rows():
         RowSampler(SamplingParams(temperature=1.0, top_p=1.0), []),
     ]
     assert choose_tokens(logits, mixed)[0] == int(logits[0].argmax())
+
+
+def test_vanishing_temperatures_are_greedy_not_nan():
+    # found by fuzzing the server: 5e-324 made logits / temperature infinite and killed the worker
+    logits = torch.randn(3, 5000)
+    for temperature in (5e-324, 1e-300, 1e-6):
+        rows = [
+            RowSampler(SamplingParams(temperature=temperature, top_p=0.5, min_p=0.1), [1]) for _ in range(3)
+        ]
+        assert choose_tokens(logits, rows) == logits.argmax(-1).tolist()
+
+
+def test_vanishing_top_p_keeps_the_most_likely_token():
+    # found by fuzzing: top_p 5e-324 is 0 in float32 and masked every token
+    logits = torch.randn(2, 5000)
+    assert choose_tokens(logits, samplers(2, top_p=5e-324)) == logits.argmax(-1).tolist()
+    flat = torch.zeros(1, 5000)  # a flat row takes the full-vocabulary path
+    assert 0 <= RowSampler(SamplingParams(temperature=1.0, top_p=5e-324), []).choose(flat[0]) < 5000

@@ -10,6 +10,8 @@ import torch
 
 from protocol import SamplingParams
 
+GREEDY_BELOW = 1e-5
+
 
 class RowSampler:
     """One sequence's sampling state: parameters, its random generator, the tokens it has seen."""
@@ -24,7 +26,8 @@ class RowSampler:
         self.p = params
         seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
         self.generator = torch.Generator().manual_seed(seed % 2**64)  # OpenAI seeds may be negative
-        self.greedy = params.temperature == 0.0
+        # below this, logits / temperature overflows to inf and the draw is the argmax anyway
+        self.greedy = params.temperature < GREEDY_BELOW
         self.penalised = (
             params.repetition_penalty != 1.0
             or params.presence_penalty != 0.0
@@ -55,7 +58,9 @@ class RowSampler:
         if p.top_p < 1.0:
             sorted_probs, order = probs.sort(descending=True)
             before = sorted_probs.cumsum(0) - sorted_probs  # mass strictly above each token
-            sorted_probs = sorted_probs.masked_fill(before >= p.top_p, 0.0)
+            cut = before >= p.top_p
+            cut[0] = False  # the most likely token always stays (a top_p of 5e-324 is 0 in float32)
+            sorted_probs = sorted_probs.masked_fill(cut, 0.0)
             return int(order[torch.multinomial(sorted_probs, 1, generator=self.generator)])
         return int(torch.multinomial(probs, 1, generator=self.generator))
 
@@ -100,6 +105,7 @@ def choose_tokens(logits: torch.Tensor, samplers: list[RowSampler]) -> list[int]
     top_p = torch.tensor([[p.top_p] for p in params])
     before = probs.cumsum(-1) - probs
     keep = (column < top_k) & (probs >= min_p * probs[:, :1]) & (before < top_p)
+    keep[:, 0] = True  # the most likely token always stays, however small top_p is
     # exact within the candidates if some rule already cut inside them
     exact = (top_k[:, 0] <= k) | ~keep[:, -1] | (before[:, -1] + probs[:, -1] >= top_p[:, 0])
     kept = probs * keep

@@ -1,0 +1,92 @@
+"""The gateway's OpenAPI document, built from the same pydantic models that validate the bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic.json_schema import models_json_schema
+
+from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest
+from gateway.state import ROUTER
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+def _answers(ok: str) -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    answers: dict[str, Any] = {"200": {"description": ok}}
+    for status, what in [
+        ("400", "invalid request"),
+        ("401", "missing or wrong API key"),
+        ("404", "unknown model"),
+        ("413", "body too large"),
+        ("429", "rate limited"),
+        ("503", "model loading or busy"),
+        ("504", "timed out"),
+    ]:
+        answers[status] = {"description": what, **error}
+    return answers
+
+
+def _post(schema: str, summary: str) -> dict[str, Any]:
+    body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": body},
+            "responses": _answers("a completion, or server-sent events when `stream` is true"),
+        }
+    }
+
+
+def _get(summary: str, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": summary, "responses": _answers(summary)}
+    if parameters:
+        operation["parameters"] = parameters
+    return {"get": operation}
+
+
+def document(models: list[str]) -> dict[str, Any]:
+    """The document for this server: `model` fields name the models it serves."""
+    _, defs = models_json_schema(
+        [(ChatCompletionRequest, "validation"), (CompletionRequest, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    served = {"type": "string", "enum": models}
+    for name in ("ChatCompletionRequest", "CompletionRequest"):
+        defs["$defs"][name]["properties"]["model"] = served
+    model = [{"name": "model", "in": "path", "required": True, "schema": served}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "enginehouse", "version": "1", "description": "OpenAI-compatible LLM serving"},
+        "paths": {
+            "/v1/chat/completions": _post("ChatCompletionRequest", "Chat completion"),
+            "/v1/completions": _post("CompletionRequest", "Text completion"),
+            "/v1/models": _get("The models served"),
+            "/v1/models/status": _get("Per-model state and counters"),
+            "/v1/models/{model}": _get("One model", model),
+            "/health": _get("Ready, or 503 while a model loads"),
+        },
+        "components": {"schemas": {**defs["$defs"], "Error": _ERROR}},
+        "security": [{}, {"bearer": []}],
+    }
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(document(list(request.app[ROUTER].models)))
