@@ -136,18 +136,11 @@ class Worker:
         if self.draining:
             self.send(Failed(request.request_id, 503, "worker_draining", "the model is shutting down"))
             return
-        params = request.params
-        if params.temperature is None or params.top_p is None:
-            request = msgspec.structs.replace(
-                request,
-                params=msgspec.structs.replace(
-                    params,
-                    temperature=self.settings.temperature
-                    if params.temperature is None
-                    else params.temperature,
-                    top_p=self.settings.top_p if params.top_p is None else params.top_p,
-                ),
-            )
+        params = request.params  # absent temperature and top_p take this model's defaults
+        temperature = self.settings.temperature if params.temperature is None else params.temperature
+        top_p = self.settings.top_p if params.top_p is None else params.top_p
+        params = msgspec.structs.replace(params, temperature=temperature, top_p=top_p)
+        request = msgspec.structs.replace(request, params=params)
         try:
             self.engine.add(request)
         except RequestError as exc:

@@ -8,7 +8,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-import msgspec
 import structlog
 from aiohttp import web
 from msgspec import json
@@ -87,11 +86,6 @@ async def respond(
     request: web.Request, body: Sampling, task: str, requests: list[Generate], shape: Shape
 ) -> web.StreamResponse:
     settings, router = request.app[SETTINGS], request.app[ROUTER]
-    asked = requests[0].params.max_tokens or settings.default_max_tokens
-    max_tokens = min(asked, settings.max_tokens_cap or asked)
-    if max_tokens != requests[0].params.max_tokens:
-        params = msgspec.structs.replace(requests[0].params, max_tokens=max_tokens)
-        requests = [msgspec.structs.replace(r, params=params) for r in requests]
     result = _Result(
         texts=[[] for _ in requests],
         finish=[None] * len(requests),

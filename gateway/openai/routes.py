@@ -12,7 +12,7 @@ from gateway.openai.body import read_body
 from gateway.openai.generation import ChatShape, CompletionShape, respond
 from gateway.openai.openapi import openapi_json
 from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest
-from gateway.state import ROUTER
+from gateway.state import ROUTER, SETTINGS
 from protocol import Generate
 
 OWNER = "enginehouse"
@@ -22,14 +22,16 @@ _STARTED = int(time.time())
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, ChatCompletionRequest)
     generate = Generate(
-        request_id=uuid.uuid4().hex, params=body.sampling_params(), messages=[m.wire() for m in body.messages]
+        request_id=uuid.uuid4().hex,
+        params=body.sampling_params(*_token_limits(request)),
+        messages=[m.wire() for m in body.messages],
     )
     return await respond(request, body, "chat", [generate], ChatShape)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, CompletionRequest)
-    params = body.sampling_params()
+    params = body.sampling_params(*_token_limits(request))
     requests = [
         Generate(request_id=uuid.uuid4().hex, params=params, prompt=p)
         if isinstance(p, str)
@@ -37,6 +39,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
         for p in body.prompts()
     ]
     return await respond(request, body, "completion", requests, CompletionShape)
+
+
+def _token_limits(request: web.Request) -> tuple[int, int | None]:
+    settings = request.app[SETTINGS]
+    return settings.default_max_tokens, settings.max_tokens_cap
 
 
 def _model_object(name: str) -> dict[str, object]:

@@ -73,10 +73,13 @@ class Sampling(_Body):
         if self.logit_bias:
             raise APIError(400, "logit_bias is not supported.", "unsupported_parameter", "logit_bias")
 
-    def sampling_params(self) -> SamplingParams:
+    def sampling_params(self, default_max_tokens: int, max_tokens_cap: int | None) -> SamplingParams:
+        """The wire's parameters; max_tokens gets the server's default and cap (the worker clamps
+        it to the context), temperature and top_p are left to the model's defaults when absent."""
         self.refuse_unsupported()
+        max_tokens = self.max_tokens or default_max_tokens
         return SamplingParams(
-            max_tokens=self.max_tokens,
+            max_tokens=min(max_tokens, max_tokens_cap or max_tokens),
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=max(0, self.top_k or 0),
