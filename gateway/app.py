@@ -10,9 +10,11 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.config import Settings
 from gateway.errors import APIError
+from gateway.metrics import Metrics
 from gateway.middlewares import (
     add_response_headers,
     authenticate,
@@ -23,7 +25,7 @@ from gateway.middlewares import (
 )
 from gateway.openai.routes import add_routes
 from gateway.router import Bounds, Router
-from gateway.state import GUARDS, ROUTER, SETTINGS, SUPERVISOR, Guards
+from gateway.state import GUARDS, METRICS, ROUTER, SETTINGS, SUPERVISOR, Guards
 from gateway.supervisor import Supervisor
 
 log = structlog.get_logger()
@@ -37,6 +39,11 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     runtime = settings.runtime_dir or Path(tempfile.mkdtemp(prefix="enginehouse-"))
@@ -48,6 +55,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     supervisor = Supervisor(settings, router)
     router.on_silent = supervisor.kill
     app[ROUTER], app[SUPERVISOR] = router, supervisor
+    app[METRICS].watch(router)
     await router.start()
     for spec in settings.models():
         router.expect(spec.id)
@@ -85,6 +93,7 @@ def guard(app: web.Application, settings: Settings) -> None:
     app.middlewares.extend([request_context, openai_errors, cors, authenticate, rate_limit])
     app[SETTINGS] = settings
     app[GUARDS] = Guards.from_settings(settings)
+    app[METRICS] = Metrics()
     app.on_response_prepare.append(add_response_headers)
 
 
@@ -93,5 +102,6 @@ def create_app(settings: Settings) -> web.Application:
     guard(app, settings)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
     add_routes(app)
     return app

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.clients import client_address, fingerprint, presented_key
 from gateway.errors import APIError
 from gateway.ratelimit import Decision
-from gateway.state import GUARDS
+from gateway.state import GUARDS, METRICS
 
 log = structlog.get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -40,6 +40,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response.headers["X-Request-Id"] = request_id
         return response
     finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"  # bounded label values
+        request.app[METRICS].requests.labels(route, str(status)).inc()
         log.info(
             "request",
             method=request.method,
@@ -122,6 +125,7 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
     decision = limiter.check(request[CALLER])
     request[LIMIT] = decision
     if not decision.allowed:
+        request.app[METRICS].rate_limited.inc()
         raise APIError(
             429,
             f"Rate limit reached: {limiter.burst} requests at once, then "

@@ -56,7 +56,10 @@ class ModelState:
     name: str
     workers: dict[bytes, Worker] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    tokens_generated: int = 0
+    tokens_generated: int = 0  # every token of every step, cancelled requests' included
+    prompt_tokens: int = 0  # of finished requests
+    completion_tokens: int = 0  # of finished requests
+    cancelled: int = 0  # requests cancelled at the worker: client gone, timeout
     steps: int = 0
     steps_by_batch_size: Counter[int] = field(default_factory=Counter)
     last_error: str | None = None
@@ -84,6 +87,9 @@ class ModelState:
             "running": sum(w.running for w in workers),
             "waiting": sum(w.waiting for w in workers),
             "tokens_generated": self.tokens_generated,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cancelled": self.cancelled,
             "steps": self.steps,
             "steps_by_batch_size": {str(k): v for k, v in sorted(self.steps_by_batch_size.items())},
             "last_error": self.last_error,
@@ -209,6 +215,7 @@ class Router:
             for request_id in stream.index:
                 self.streams.pop(request_id, None)
                 worker.in_flight.discard(request_id)
+            state.cancelled += len(stream.open)
             for request_id in stream.open:
                 self._send(worker.identity, self.codec.encode(Cancel(request_id)))
 
@@ -286,7 +293,11 @@ class Router:
         state = self.models[worker.info.model]
         state.steps += 1
         state.steps_by_batch_size[len(message.deltas)] += 1
-        state.tokens_generated += sum(d.tokens for d in message.deltas)
+        for delta in message.deltas:
+            state.tokens_generated += delta.tokens
+            if delta.finish_reason is not None:
+                state.prompt_tokens += delta.prompt_tokens
+                state.completion_tokens += delta.completion_tokens
 
     def _register(self, identity: bytes, info: Register) -> None:
         if info.protocol_version != PROTOCOL_VERSION:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.clients import Network, parse_networks
 from gateway.config import Settings
+from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.router import Router
 from gateway.supervisor import Supervisor
@@ -37,3 +38,4 @@ SETTINGS = web.AppKey("settings", Settings)
 GUARDS = web.AppKey("guards", Guards)
 ROUTER = web.AppKey("router", Router)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+METRICS = web.AppKey("metrics", Metrics)

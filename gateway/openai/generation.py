@@ -13,10 +13,11 @@ from aiohttp import web
 from msgspec import json
 
 from gateway.errors import APIError
+from gateway.metrics import Metrics
 from gateway.openai import sse
 from gateway.openai.schemas import Sampling
 from gateway.router import Router
-from gateway.state import ROUTER, SETTINGS
+from gateway.state import METRICS, ROUTER, SETTINGS
 from protocol import Delta, Generate
 
 log = structlog.get_logger()
@@ -68,11 +69,32 @@ Shape = type[ChatShape] | type[CompletionShape]
 
 @dataclass
 class _Result:
+    """What came back so far, and the request's timings for the metrics."""
+
     texts: list[list[str]]
     finish: list[str | None]
+    metrics: Metrics
+    model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     header: dict[str, object] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    last: float | None = None
+
+    def add(self, index: int, delta: Delta) -> None:
+        now = time.perf_counter()
+        if self.last is None:
+            self.metrics.ttft.labels(self.model).observe(now - self.started)
+        else:
+            self.metrics.itl.labels(self.model).observe(now - self.last)
+        self.last = now
+        self.texts[index].append(delta.text)
+        if delta.finish_reason is not None:
+            self.finish[index] = delta.finish_reason
+            self.prompt_tokens += delta.prompt_tokens
+            self.completion_tokens += delta.completion_tokens
+            if None not in self.finish:
+                self.metrics.e2e.labels(self.model).observe(now - self.started)
 
     def usage(self) -> dict[str, int]:
         return {
@@ -89,6 +111,8 @@ async def respond(
     result = _Result(
         texts=[[] for _ in requests],
         finish=[None] * len(requests),
+        metrics=request.app[METRICS],
+        model=body.model,
         header={"id": f"{shape.prefix}-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model},
     )
     deadline = asyncio.get_running_loop().time() + settings.request_timeout
@@ -100,11 +124,7 @@ async def respond(
             router.open(body.model, task, requests) as stream,
         ):
             async for index, delta in stream:
-                result.texts[index].append(delta.text)
-                if delta.finish_reason is not None:
-                    result.finish[index] = delta.finish_reason
-                    result.prompt_tokens += delta.prompt_tokens
-                    result.completion_tokens += delta.completion_tokens
+                result.add(index, delta)
     except TimeoutError:
         raise APIError(504, "The request took longer than the server allows.", "timeout") from None
     choices = [
@@ -169,9 +189,8 @@ async def _write(
     index: int,
     delta: Delta,
 ) -> None:
+    result.add(index, delta)
     if delta.text:
         await response.write(sse.event({**head, "choices": [shape.piece(index, delta.text, None)]}))
     if delta.finish_reason is not None:
-        result.prompt_tokens += delta.prompt_tokens
-        result.completion_tokens += delta.completion_tokens
         await response.write(sse.event({**head, "choices": [shape.piece(index, "", delta.finish_reason)]}))
