@@ -81,12 +81,15 @@ class _Result:
     started: float = field(default_factory=time.perf_counter)
     last: float | None = None
 
+    def __post_init__(self) -> None:
+        self._itl = self.metrics.itl.labels(self.model)  # looked up once, observed per delta
+
     def add(self, index: int, delta: Delta) -> None:
         now = time.perf_counter()
         if self.last is None:
             self.metrics.ttft.labels(self.model).observe(now - self.started)
         else:
-            self.metrics.itl.labels(self.model).observe(now - self.last)
+            self._itl.observe(now - self.last)
         self.last = now
         self.texts[index].append(delta.text)
         if delta.finish_reason is not None:
