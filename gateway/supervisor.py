@@ -27,7 +27,6 @@ class Supervisor:
         self._stopping = False
 
     def start(self, spec: ModelSpec) -> None:
-        self.router.expect(spec.id)
         self._tasks.append(asyncio.create_task(self._keep_running(spec)))
 
     def kill(self, worker_id: str) -> None:
