@@ -231,14 +231,15 @@ class Router:
             for worker in state.workers.values():
                 self._send(worker.identity, self.codec.encode(Shutdown(drain=drain)))
 
-    def worker_exited(self, worker_id: str, reason: str) -> None:
-        """The worker's process is gone: every request on it fails now, with a 503."""
+    def worker_exited(self, model: str, worker_id: str, reason: str) -> None:
+        """The worker is gone (it may have died before registering): the model keeps the reason,
+        and every request on the worker fails now, with a 503."""
+        state = self.models[model]
+        state.last_error = f"worker exited ({reason})"
         worker = self.workers.pop(worker_id.encode(), None)
         if worker is None:
             return
-        state = self.models[worker.info.model]
         del state.workers[worker.identity]
-        state.last_error = reason
         if not state.workers:
             state.ready.clear()
         message = f"The model's worker stopped ({reason}); retry."
@@ -253,10 +254,6 @@ class Router:
             reason=reason,
             failed_requests=len(worker.in_flight),
         )
-
-    def note_failure(self, model: str, reason: str) -> None:
-        if model in self.models:
-            self.models[model].last_error = reason
 
     async def _receive(self) -> None:
         while True:
@@ -333,5 +330,5 @@ class Router:
             now = time.monotonic()
             for worker in list(self.workers.values()):
                 if now - worker.last_seen > self.bounds.heartbeat_timeout:
-                    self.worker_exited(worker.info.worker_id, "missed heartbeats")
+                    self.worker_exited(worker.info.model, worker.info.worker_id, "missed heartbeats")
                     self.on_silent(worker.info.worker_id)

@@ -45,8 +45,7 @@ class Supervisor:
             code = await process.wait()
             del self.processes[worker_id]
             reason = f"exit code {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
-            self.router.worker_exited(worker_id, reason)
-            self.router.note_failure(spec.id, f"worker exited ({reason})")
+            self.router.worker_exited(spec.id, worker_id, reason)
             if self._stopping:
                 return
             if asyncio.get_running_loop().time() - started > 60:  # it ran a while: not a crash loop
