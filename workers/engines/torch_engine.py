@@ -113,7 +113,7 @@ class TorchEngine(Engine):
                 next_input=ids[-1],
             )
         )
-        self.stats.waiting = len(self.waiting)
+        self._count()
 
     def cancel(self, request_id: str) -> None:
         if self.waiting and self.waiting[0].request_id == request_id:
