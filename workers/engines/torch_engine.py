@@ -24,8 +24,8 @@ from protocol import Delta, Generate
 from workers.engines.base import Capabilities, Engine, EngineStats
 from workers.engines.torch_kv import BatchKV
 from workers.engines.torch_sampling import RowSampler, choose_tokens
-from workers.prompts import prompt_ids, token_budget
-from workers.textstream import TextStream
+from workers.prompts import prompt_ids
+from workers.sequence import Sequence
 
 log = structlog.get_logger()
 transformers.utils.logging.set_verbosity_error()
@@ -33,15 +33,12 @@ transformers.utils.logging.disable_progress_bar()
 
 
 @dataclass
-class _Sequence:
-    request_id: str
-    prompt: list[int]
-    budget: int
-    ignore_eos: bool
+class _Row:
+    """A sequence and what the decode loop keeps beside it."""
+
+    seq: Sequence
     sampler: RowSampler
-    text: TextStream
-    next_input: int
-    generated: int = 0
+    next_input: int  # the token this row feeds to the next step
 
 
 def load_pretrained(path: Path, dtype: torch.dtype) -> tuple[object, torch.nn.Module]:
@@ -81,8 +78,8 @@ class TorchEngine(Engine):
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.kv = BatchKV(config.num_hidden_layers, config.num_key_value_heads, head_dim, dtype, self.device)
         self.max_batch, self.prefill_chunk = max_batch, prefill_chunk
-        self.running: list[_Sequence] = []
-        self.waiting: deque[_Sequence] = deque()  # the first may be part-way through its prefill
+        self.running: list[_Row] = []
+        self.waiting: deque[_Row] = deque()  # the first may be part-way through its prefill
         self.prefix: DynamicCache | None = None  # that first one's cache so far
         self.stats = EngineStats()
         self.capabilities = Capabilities(
@@ -101,25 +98,15 @@ class TorchEngine(Engine):
 
     def add(self, request: Generate) -> None:
         ids = prompt_ids(self.tokenizer, request, self.vocab_size)
-        budget = token_budget(len(ids), request.params.max_tokens, self.context_length)
-        self.waiting.append(
-            _Sequence(
-                request_id=request.request_id,
-                prompt=ids,
-                budget=budget,
-                ignore_eos=request.params.ignore_eos,
-                sampler=RowSampler(request.params, ids),
-                text=TextStream(self._decode, request.params.stop, ids),
-                next_input=ids[-1],
-            )
-        )
+        seq = Sequence.start(request, ids, self.context_length, self._decode)
+        self.waiting.append(_Row(seq, RowSampler(request.params, ids), ids[-1]))
         self._count()
 
     def cancel(self, request_id: str) -> None:
-        if self.waiting and self.waiting[0].request_id == request_id:
+        if self.waiting and self.waiting[0].seq.request_id == request_id:
             self.prefix = None
-        self.waiting = deque(s for s in self.waiting if s.request_id != request_id)
-        rows = [i for i, s in enumerate(self.running) if s.request_id != request_id]
+        self.waiting = deque(r for r in self.waiting if r.seq.request_id != request_id)
+        rows = [i for i, r in enumerate(self.running) if r.seq.request_id != request_id]
         if len(rows) != len(self.running):
             self._keep(rows)
         self._count()
@@ -133,7 +120,7 @@ class TorchEngine(Engine):
         if not self.running:
             return []
         mask, positions = self.kv.next_inputs()
-        inputs = torch.tensor([[s.next_input] for s in self.running], device=self.device)
+        inputs = torch.tensor([[r.next_input] for r in self.running], device=self.device)
         logits = self.model(
             input_ids=inputs,
             attention_mask=mask,
@@ -142,13 +129,14 @@ class TorchEngine(Engine):
             use_cache=True,
             logits_to_keep=1,
         ).logits
-        tokens = choose_tokens(logits[:, -1, :].float().cpu(), [s.sampler for s in self.running])
+        tokens = choose_tokens(logits[:, -1, :].float().cpu(), [r.sampler for r in self.running])
         deltas, keep = [], []
-        for row, (seq, token) in enumerate(zip(self.running, tokens, strict=True)):
-            delta = self._advance(seq, token)
-            deltas.append(delta)
-            if delta.finish_reason is None:
-                keep.append(row)
+        for i, (row, token) in enumerate(zip(self.running, tokens, strict=True)):
+            row.next_input = token
+            row.sampler.record(token)
+            deltas.append(row.seq.advance(token, self.eos_ids))
+            if not row.seq.done:
+                keep.append(i)
         self.stats.steps += 1
         self.stats.tokens_generated += len(tokens)
         if len(keep) != len(self.running):
@@ -162,37 +150,20 @@ class TorchEngine(Engine):
         """Prefill waiting requests in order, up to `prefill_chunk` tokens; admit those done."""
         budget = self.prefill_chunk
         while self.waiting and len(self.running) < self.max_batch and budget > 0:
-            seq = self.waiting[0]
-            n = len(seq.prompt) - 1  # the last prompt token goes through the batched step
+            prompt = self.waiting[0].seq.prompt
+            n = len(prompt) - 1  # the last prompt token goes through the batched step
             if self.prefix is None:
                 self.prefix = DynamicCache()
             done = self.prefix.get_seq_length()
             take = min(budget, n - done)
             if take > 0:
-                ids = torch.tensor([seq.prompt[done : done + take]], device=self.device)
+                ids = torch.tensor([prompt[done : done + take]], device=self.device)
                 self.model.model(input_ids=ids, past_key_values=self.prefix, use_cache=True)
                 budget -= take
             if done + take == n:
                 self.kv.add(self.prefix if n else None, n)
                 self.running.append(self.waiting.popleft())
                 self.prefix = None
-
-    def _advance(self, seq: _Sequence, token: int) -> Delta:
-        seq.generated += 1
-        seq.next_input = token
-        seq.sampler.record(token)
-        finish = None
-        if token in self.eos_ids and not seq.ignore_eos:
-            text, finish = seq.text.flush(), "stop"
-        else:
-            text = seq.text.push(token)
-            if seq.text.stopped:
-                finish = "stop"
-            elif seq.generated >= seq.budget:
-                text, finish = text + seq.text.flush(), "length"
-        if finish is None:
-            return Delta(seq.request_id, text, 1)
-        return Delta(seq.request_id, text, 1, finish, len(seq.prompt), seq.generated)
 
     def _keep(self, rows: list[int]) -> None:
         self.running = [self.running[i] for i in rows]
