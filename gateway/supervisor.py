@@ -21,12 +21,15 @@ log = structlog.get_logger()
 class Supervisor:
     def __init__(self, settings: Settings, router: Router) -> None:
         self.settings, self.router = settings, router
+        self.specs = {spec.id: spec for spec in settings.models()}
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._serial = itertools.count(1)
         self._stopping = False
 
-    def start(self, spec: ModelSpec) -> None:
+    def start(self, model: str) -> None:
+        """Start the model's worker and keep it running until the gateway stops."""
+        spec = self.specs[model]
         self._tasks.append(asyncio.create_task(self._keep_running(spec)))
 
     def kill(self, worker_id: str) -> None:
@@ -96,6 +99,11 @@ class Supervisor:
             command += ["--threads", str(threads)]
         if spec.context_length:
             command += ["--context-length", str(spec.context_length)]
+        for name, value in spec.options.items():
+            command += [
+                f"--{name.replace('_', '-')}",
+                str(value).lower() if isinstance(value, bool) else str(value),
+            ]
         return command
 
     async def stop(self, grace: float = 5.0) -> None:

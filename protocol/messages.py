@@ -20,6 +20,9 @@ class ChatMessage(msgspec.Struct, array_like=True, frozen=True):
     content: str
 
 
+GREEDY_BELOW = 1e-5  # a temperature below this picks the most likely token: greedy decoding
+
+
 class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
     """What the client asked for; the worker fills what is left: the model's default temperature
     and top_p, and max_tokens from the context."""
@@ -35,6 +38,10 @@ class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
     seed: int | None = None
     stop: list[str] = []
     ignore_eos: bool = False
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature is not None and self.temperature < GREEDY_BELOW
 
 
 # --- gateway → worker -------------------------------------------------------------------

@@ -83,6 +83,9 @@ class Worker:
                 if deltas:
                     s = self.engine.stats
                     self.send(StepOutput(deltas=deltas, running=s.running, waiting=s.waiting))
+                for failure in self.engine.failures:
+                    self.send(failure)
+                self.engine.failures.clear()
             elif self.draining:
                 self.exit_code = 0
             now = time.monotonic()

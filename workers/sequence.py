@@ -53,8 +53,12 @@ class Sequence:
                 text, finish = text + self.text.flush(), "length"
         if finish is None:
             return Delta(self.request_id, text, 1)
+        return self.end(finish, text, 1)
+
+    def end(self, finish_reason: str, text: str = "", tokens: int = 0) -> Delta:
+        """The last delta: finished by the caller (or the engine's own stop criteria)."""
         self.done = True
-        return Delta(self.request_id, text, 1, finish, len(self.prompt), self.generated)
+        return Delta(self.request_id, text, tokens, finish_reason, len(self.prompt), self.generated)
 
     def advance_all(self, tokens: Ids[int], eos_ids: Collection[int]) -> Delta:
         """Several tokens from one step (an engine may emit more than one) as a single delta."""

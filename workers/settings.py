@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -30,14 +31,32 @@ class WorkerSettings(BaseSettings):
     model: str = Field(description="the model id this worker registers")
     source: str = Field(description="a model path, or pkg:PACKAGE/FILE inside an installed package")
     connect: str = Field(description="the gateway's router address, ipc://... or tcp://...")
-    engine: Literal["torch"] = "torch"
-    device: str = Field("cpu", description="cpu, cuda or auto")
+    engine: Literal["torch", "openvino"] = "torch"
+    device: str = Field(
+        "cpu",
+        description="torch: cpu, cuda or auto; openvino: cpu, gpu, npu or auto (npu > gpu > cpu)",
+    )
     max_batch: int = Field(8, ge=1, description="sequences decoded together in one step")
     context_length: int | None = Field(None, ge=16, description="cap the model's context (tokens)")
     prefill_chunk: int = Field(
         512, ge=16, description="most prompt tokens prefilled in one engine step (smaller: smoother streams)"
     )
     threads: int = Field(default_factory=default_threads, ge=1, description="CPU threads for the engine")
+    # --- openvino ---
+    kv_cache_gb: float = Field(1.0, gt=0, description="openvino cpu/gpu: paged KV cache, shared by all")
+    kv_cache_precision: str | None = Field(
+        None, description="openvino: u8, f16 or f32 (default: the device's)"
+    )
+    prefix_caching: bool = Field(
+        True, description="openvino cpu/gpu: reuse KV blocks of repeated prompt prefixes"
+    )
+    npu_max_prompt_len: int = Field(
+        1024, ge=64, description="openvino npu: longest prompt (rounded up to 64)"
+    )
+    npu_min_response_len: int = Field(128, ge=1, description="openvino npu: tokens always left to generate")
+    compiled_cache_dir: Path | None = Field(
+        None, description="openvino gpu/npu: keep compiled models here so a restart does not recompile"
+    )
     temperature: float = Field(1.0, ge=0.0, description="default for requests that leave it out")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="default for requests that leave it out")
     worker_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])

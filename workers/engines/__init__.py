@@ -19,4 +19,8 @@ def load_engine(settings: WorkerSettings) -> Engine:
             settings.context_length,
             settings.prefill_chunk,
         )
+    if settings.engine == "openvino":
+        from workers.engines.openvino import load
+
+        return load(settings)
     raise ValueError(f"unknown engine {settings.engine!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from protocol import Delta, Generate
+from protocol import Delta, Failed, Generate
 
 
 class RequestError(Exception):
@@ -36,6 +36,8 @@ class EngineStats:
 class Engine(ABC):
     capabilities: Capabilities
     stats: EngineStats
+    # requests that failed inside a step (the worker sends and clears them after each step)
+    failures: list[Failed]
 
     @abstractmethod
     def add(self, request: Generate) -> None:

@@ -17,13 +17,14 @@ from pathlib import Path
 import structlog
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 from transformers.cache_utils import DynamicCache
 
 from protocol import Delta, Generate
 from workers.engines.base import Capabilities, Engine, EngineStats
 from workers.engines.torch_kv import BatchKV
 from workers.engines.torch_sampling import RowSampler, choose_tokens
+from workers.model_files import hf_location, load_tokenizer
 from workers.prompts import prompt_ids
 from workers.sequence import Sequence
 
@@ -43,14 +44,9 @@ class _Row:
 
 def load_pretrained(path: Path, dtype: torch.dtype) -> tuple[object, torch.nn.Module]:
     """Tokenizer and model from a GGUF file (de-quantized by transformers) or a HF directory."""
-    if path.suffix == ".gguf":
-        kwargs = {"gguf_file": path.name}
-        path = path.parent
-    else:
-        kwargs = {}
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
-    return tokenizer, model.eval()
+    directory, kwargs = hf_location(path)
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **kwargs)
+    return load_tokenizer(path), model.eval()
 
 
 class TorchEngine(Engine):
@@ -82,6 +78,7 @@ class TorchEngine(Engine):
         self.waiting: deque[_Row] = deque()  # the first may be part-way through its prefill
         self.prefix: DynamicCache | None = None  # that first one's cache so far
         self.stats = EngineStats()
+        self.failures = []  # every refusal happens in add()
         self.capabilities = Capabilities(
             engine="torch",
             device=self.device.type,

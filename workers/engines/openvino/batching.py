@@ -1,0 +1,134 @@
+"""The OpenVINO engine on the CPU or a GPU: OpenVINO GenAI's ContinuousBatchingPipeline.
+
+Paged attention and the scheduler are OpenVINO's: every `step()` advances each running request by
+one token and prefills waiting prompts in chunks of at most `max_num_batched_tokens` (dynamic split
+fuse), so requests join and leave between steps, as in the torch engine. We feed it token ids made
+with the model's Hugging Face tokenizer and read back token ids, which go through the shared
+Sequence (incremental detokenizer, stop strings, budget).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+import openvino_genai as ov_genai
+import structlog
+
+from protocol import Delta, Failed, Generate
+from workers.engines.base import Capabilities, Engine, EngineStats
+from workers.engines.openvino.generation_config import generation_config
+from workers.prompts import prompt_ids
+from workers.sequence import Sequence
+
+log = structlog.get_logger()
+
+_NO_ROOM = "The prompt does not fit the KV cache; shorten it or give the model more (kv_cache_gb)."
+
+
+@dataclass
+class _Request:
+    seq: Sequence
+    handle: Any  # openvino_genai's GenerationHandle
+
+
+@dataclass(frozen=True)
+class SchedulerOptions:
+    kv_cache_gb: float  # paged KV cache shared by every sequence
+    max_batch: int  # sequences decoded together
+    max_batched_tokens: int  # tokens (prompt chunks + one per running sequence) per step
+    prefix_caching: bool  # reuse the KV blocks of a prompt prefix seen before (system prompts)
+
+    def scheduler_config(self) -> ov_genai.SchedulerConfig:
+        config = ov_genai.SchedulerConfig()
+        config.cache_size = max(1, round(self.kv_cache_gb))  # whole GB in the Python binding
+        config.max_num_seqs = self.max_batch
+        config.max_num_batched_tokens = max(self.max_batched_tokens, self.max_batch)
+        config.dynamic_split_fuse = True
+        config.enable_prefix_caching = self.prefix_caching
+        return config
+
+
+class BatchingEngine(Engine):
+    def __init__(
+        self,
+        source: Path,
+        tokenizer: Any,
+        device: str,
+        scheduler: SchedulerOptions,
+        properties: dict[str, object],
+        context_length: int,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.pipe = ov_genai.ContinuousBatchingPipeline(
+            str(source), scheduler.scheduler_config(), device, properties
+        )
+        self.vocab_size = len(tokenizer)
+        self.eos_ids = {tokenizer.eos_token_id} - {None}
+        self.context_length = context_length
+        self.requests: dict[str, _Request] = {}
+        self.failures: list[Failed] = []
+        self._ids = itertools.count()
+        self.stats = EngineStats()
+        self.capabilities = Capabilities(
+            engine="openvino",
+            device=device.lower(),
+            tasks=["chat", "completion"],
+            max_batch=scheduler.max_batch,
+            context_length=context_length,
+        )
+        log.info("openvino engine ready", device=device, properties=properties, scheduler=vars(scheduler))
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def add(self, request: Generate) -> None:
+        ids = prompt_ids(self.tokenizer, request, self.vocab_size)
+        seq = Sequence.start(request, ids, self.context_length, self._decode)
+        config = generation_config(request.params, seq.budget)
+        tensor = ov.Tensor(np.array([ids], dtype=np.int64))
+        handle = self.pipe.add_request(next(self._ids), tensor, config)
+        self.requests[request.request_id] = _Request(seq, handle)
+        self._count()
+
+    def cancel(self, request_id: str) -> None:
+        request = self.requests.pop(request_id, None)
+        if request is not None:
+            request.handle.cancel()  # OpenVINO frees its blocks at the next step
+            self._count()
+
+    def has_work(self) -> bool:
+        # a cancelled request is only released by a step, so step until OpenVINO has none
+        return bool(self.requests) or self.pipe.has_non_finished_requests()
+
+    def step(self) -> list[Delta]:
+        self.pipe.step()
+        deltas = []
+        for request_id, request in list(self.requests.items()):
+            seq, handle = request.seq, request.handle
+            if handle.can_read():
+                tokens = [t for out in handle.read().values() for t in out.generated_ids]
+                if tokens:
+                    deltas.append(seq.advance_all(tokens, self.eos_ids))
+                    self.stats.tokens_generated += deltas[-1].tokens
+            status = handle.get_status()
+            if not seq.done and status == ov_genai.GenerationStatus.IGNORED:
+                self.failures.append(Failed(request_id, 400, "context_length_exceeded", _NO_ROOM, "messages"))
+                seq.done = True
+            elif not seq.done and status != ov_genai.GenerationStatus.RUNNING:
+                deltas.append(seq.end("stop", seq.text.flush()))  # OpenVINO's own stop criteria
+            if seq.done:
+                handle.cancel()  # no-op when OpenVINO finished it; frees it after a stop string
+                del self.requests[request_id]
+        self.stats.steps += 1
+        self._count()
+        return deltas
+
+    def _count(self) -> None:
+        metrics = self.pipe.get_metrics()
+        self.stats.running = min(metrics.scheduled_requests, len(self.requests))
+        self.stats.waiting = len(self.requests) - self.stats.running

@@ -1,0 +1,39 @@
+"""What every engine reads from a model's files besides the weights: the Hugging Face tokenizer
+(chat template, incremental decoding) and the context length. A source is a GGUF file or a
+directory in Hugging Face layout (an OpenVINO IR or ONNX export keeps the tokenizer files beside
+the model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def hf_location(path: Path) -> tuple[Path, dict[str, str]]:
+    """The directory and keyword arguments transformers' from_pretrained takes for this source."""
+    if path.suffix == ".gguf":
+        return path.parent, {"gguf_file": path.name}
+    return path, {}
+
+
+def load_tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    directory, kwargs = hf_location(path)
+    return AutoTokenizer.from_pretrained(directory, **kwargs)
+
+
+def context_length(path: Path) -> int:
+    """The context the model was trained for: GGUF metadata, or config.json's
+    max_position_embeddings."""
+    if path.suffix == ".gguf":
+        from gguf import GGUFReader
+
+        fields = GGUFReader(path).fields
+        arch_field = fields["general.architecture"]
+        arch = bytes(arch_field.parts[arch_field.data[0]]).decode()
+        length = fields[f"{arch}.context_length"]
+        return int(length.parts[length.data[0]][0])
+    config = json.loads((path / "config.json").read_text())
+    return int(config["max_position_embeddings"])
