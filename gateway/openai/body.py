@@ -38,11 +38,17 @@ _BRANCHES = {"str", "int", "float", "bool", "none", "dict"}
 
 def _param(loc: tuple[int | str, ...]) -> str:
     """('messages', 0, 'content', 'list[TextPart]', 0, 'type') → 'messages[0].content[0].type':
-    the names pydantic gives union branches (types: str, list[...], CamelCase classes) are dropped."""
+    the names pydantic gives union branches (str, constrained-str, list[...], CamelCase classes)
+    are dropped."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part not in _BRANCHES and "[" not in part and not part[:1].isupper():
+        elif (
+            part not in _BRANCHES
+            and "[" not in part
+            and not part[:1].isupper()
+            and not part.startswith("constrained-")
+        ):
             out += f".{part}" if out else part
     return out

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
-from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest
+from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.state import ROUTER
 
 _ERROR = {
@@ -65,11 +65,11 @@ def _get(summary: str, parameters: list[dict[str, Any]] | None = None) -> dict[s
 def document(models: list[str]) -> dict[str, Any]:
     """The document for this server: `model` fields name the models it serves."""
     _, defs = models_json_schema(
-        [(ChatCompletionRequest, "validation"), (CompletionRequest, "validation")],
+        [(m, "validation") for m in (ChatCompletionRequest, CompletionRequest, EmbeddingRequest)],
         ref_template="#/components/schemas/{model}",
     )
     served = {"type": "string", "enum": models}
-    for name in ("ChatCompletionRequest", "CompletionRequest"):
+    for name in ("ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest"):
         defs["$defs"][name]["properties"]["model"] = served
     model = [{"name": "model", "in": "path", "required": True, "schema": served}]
     return {
@@ -78,6 +78,7 @@ def document(models: list[str]) -> dict[str, Any]:
         "paths": {
             "/v1/chat/completions": _post("ChatCompletionRequest", "Chat completion"),
             "/v1/completions": _post("CompletionRequest", "Text completion"),
+            "/v1/embeddings": _post("EmbeddingRequest", "Embeddings of texts or token ids"),
             "/v1/models": _get("The models served"),
             "/v1/models/status": _get("Per-model state and counters"),
             "/v1/models/{model}": _get("One model", model),

