@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean install-service
 
 install: $(STAMP)
 
@@ -33,6 +33,25 @@ lint: install
 
 bench: install
 	$(BIN)/python -m tests.benchmarks.run --out docs/benchmarks.md
+
+# As root, from the checkout the service will run (`make install` first): a system user, the
+# settings in /etc/enginehouse (kept if present, with a fresh API key), and the unit, started.
+# The unit's /opt/enginehouse paths are rewritten to this checkout.
+install-service: install
+	getent group render >/dev/null || groupadd --system render
+	id enginehouse >/dev/null 2>&1 || useradd --system --home-dir /var/lib/enginehouse \
+		--shell /usr/sbin/nologin --groups render enginehouse
+	install -d -m 750 -g enginehouse /etc/enginehouse
+	test -f /etc/enginehouse/enginehouse.env || \
+		install -m 640 -g enginehouse deploy/systemd/enginehouse.env /etc/enginehouse/enginehouse.env
+	test -f /etc/enginehouse/api-keys || (umask 027 && \
+		$(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))' > /etc/enginehouse/api-keys && \
+		chgrp enginehouse /etc/enginehouse/api-keys)
+	sed 's#/opt/enginehouse#$(CURDIR)#g' deploy/systemd/enginehouse.service > /etc/systemd/system/enginehouse.service
+	systemd-analyze verify /etc/systemd/system/enginehouse.service
+	systemctl daemon-reload
+	systemctl enable --now enginehouse
+	@echo "enginehouse is starting: journalctl -u enginehouse -f; the API key is in /etc/enginehouse/api-keys"
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import shutil
 import tempfile
@@ -25,8 +26,9 @@ from gateway.middlewares import (
 )
 from gateway.openai.routes import add_routes
 from gateway.router import Bounds, Router
-from gateway.state import GUARDS, METRICS, ROUTER, SETTINGS, SUPERVISOR, Guards
+from gateway.state import GUARDS, METRICS, NOTIFIER, ROUTER, SETTINGS, SUPERVISOR, Guards
 from gateway.supervisor import Supervisor
+from gateway.systemd import Notifier
 
 log = structlog.get_logger()
 
@@ -42,6 +44,10 @@ async def health(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def metrics_json(request: web.Request) -> web.Response:
+    return web.json_response(request.app[METRICS].as_json())
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -75,11 +81,32 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         router=router.address,
         models=[m.id for m in settings.models()],
     )
+    notifier = app[NOTIFIER]
+    preloaded = [m.id for m in settings.models() if m.preload]
+    tasks = [
+        asyncio.create_task(_announce_ready(notifier, router, preloaded, settings)),
+        asyncio.create_task(notifier.watchdog(router.healthy)),
+    ]
     yield
+    for task in tasks:
+        task.cancel()
     await supervisor.stop()
     await router.stop()
     if settings.runtime_dir is None:
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+async def _announce_ready(notifier: Notifier, router: Router, models: list[str], settings: Settings) -> None:
+    """STATUS= while the preloaded models load, then READY=1 (systemd's Type=notify)."""
+    for done, model in enumerate(models):
+        notifier.send(f"STATUS=Loading models: {done} of {len(models)} ready, waiting for {model}")
+        await router.models[model].ready.wait()
+    notifier.send("READY=1", f"STATUS=Serving {len(models)} models on {settings.host}:{settings.port}")
+    log.info("ready", models=models)
+
+
+async def _stopping(app: web.Application) -> None:
+    app[NOTIFIER].send("STOPPING=1", "STATUS=Draining in-flight requests")
 
 
 def _is_loopback(host: str) -> bool:
@@ -101,8 +128,11 @@ def guard(app: web.Application, settings: Settings) -> None:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes)
     guard(app, settings)
+    app[NOTIFIER] = Notifier()
     app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_stopping)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/metrics", metrics_json)
     add_routes(app)
     return app

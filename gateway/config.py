@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         [], description="accepted API keys (--api-key K, repeatable; ENGINEHOUSE_API_KEYS=k1,k2)"
     )
     api_key_file: Path | None = Field(None, description="a file of API keys, one a line")
+    metrics_need_key: bool = Field(
+        True, description="/metrics and /v1/metrics need an API key when keys are set (false: open)"
+    )
     rate_limit: float = Field(
         60.0, ge=0, description="requests per minute per key (per client without keys); 0 disables"
     )
@@ -92,6 +95,10 @@ class Settings(BaseSettings):
     max_batch: int = Field(8, ge=1, description="sequences a worker decodes together in one step")
     threads: int | None = Field(None, ge=1, description="engine CPU threads (default: all cores)")
     device: str | None = Field(None, description="override the device of the default models")
+    engine_variants: bool = Field(
+        True,
+        description="also serve each default model on every engine (-openvino, -torch), loaded on first use",
+    )
     max_tokens_cap: int | None = Field(
         None,
         ge=1,
@@ -143,4 +150,5 @@ class Settings(BaseSettings):
         return keys
 
     def models(self) -> list[ModelSpec]:
-        return [m.model_copy(update={"device": self.device or m.device}) for m in DEFAULT_MODELS]
+        models = DEFAULT_MODELS if self.engine_variants else [m for m in DEFAULT_MODELS if m.preload]
+        return [m.model_copy(update={"device": self.device or m.device}) for m in models]

@@ -23,7 +23,9 @@ _MODEL_COUNTERS = {
     "tokens_generated": ("enginehouse_tokens_generated", "Tokens generated, cancelled requests' too"),
     "cancelled": ("enginehouse_cancelled", "Requests cancelled at the worker (client gone, timeout)"),
     "steps": ("enginehouse_engine_steps", "Engine steps"),
+    "restarts": ("enginehouse_worker_restarts", "Workers started again after one exited"),
 }
+MODEL_STATES = ("registered", "loading", "ready")
 
 
 class Metrics:
@@ -64,6 +66,16 @@ class Metrics:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
+    def as_json(self) -> dict[str, list[dict[str, object]]]:
+        """The same figures as /metrics: each metric's samples with their labels."""
+        return {
+            family.name: [
+                {"name": sample.name, "labels": sample.labels, "value": sample.value}
+                for sample in family.samples
+            ]
+            for family in self.registry.collect()
+        }
+
 
 class _RouterCollector(Collector):
     def __init__(self, router: Router) -> None:
@@ -76,6 +88,9 @@ class _RouterCollector(Collector):
             "enginehouse_queued_requests", "Requests waiting for a batch slot", labels=model
         )
         workers = GaugeMetricFamily("enginehouse_workers", "Registered workers", labels=model)
+        states = GaugeMetricFamily(
+            "enginehouse_model_state", "1 for the state each model is in", labels=["model", "state"]
+        )
         batch = CounterMetricFamily(
             "enginehouse_engine_steps_by_batch_size",
             "Engine steps that advanced this many sequences",
@@ -90,8 +105,10 @@ class _RouterCollector(Collector):
             running.add_metric([name], sum(w.running for w in replicas))
             queued.add_metric([name], sum(w.waiting for w in replicas))
             workers.add_metric([name], len(replicas))
+            for model_state in MODEL_STATES:
+                states.add_metric([name, model_state], float(state.state == model_state))
             for size, count in state.steps_by_batch_size.items():
                 batch.add_metric([name, str(size)], count)
             for counter, family in counters.items():
                 family.add_metric([name], getattr(state, counter))
-        yield from (running, queued, workers, batch, *counters.values())
+        yield from (running, queued, workers, states, batch, *counters.values())

@@ -19,10 +19,13 @@ from gateway.state import GUARDS, METRICS
 log = structlog.get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = {"/health", "/openapi.json"}  # no key needed
-UNLIMITED_PATHS = {"/health", "/metrics"}  # not rate limited
+METRICS_PATHS = {"/metrics", "/v1/metrics"}  # need the key unless --metrics-need-key false
+UNLIMITED_PATHS = {"/health", *METRICS_PATHS}  # not rate limited
 CALLER = web.RequestKey("caller", str)  # the bucket and log name of the caller
 LIMIT = web.RequestKey("rate_decision", Decision)  # the limiter's answer, for the response headers
 CORS = web.RequestKey("cors", dict[str, str])  # CORS headers for the answer
+# what the handler learned, for the request's log line: model, tokens, time to first token
+LOG_FIELDS = web.RequestKey("log_fields", dict[str, object])
 
 
 @web.middleware
@@ -33,6 +36,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     status = 499  # the client left before an answer
+    request[LOG_FIELDS] = fields = {}
     try:
         response = await handler(request)
         status = response.status
@@ -48,8 +52,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             method=request.method,
             path=request.path,
             status=status,
-            client=request.get(CALLER),
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            **fields,
         )
 
 
@@ -100,8 +104,8 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     guards = request.app[GUARDS]
-    request[CALLER] = client_address(request, guards.trusted_proxies)
-    if not guards.keys or request.path in OPEN_PATHS:
+    request[CALLER] = request[LOG_FIELDS]["client"] = client_address(request, guards.trusted_proxies)
+    if not guards.keys or request.path in OPEN_PATHS or _public_metrics(request):
         return await handler(request)
     key = presented_key(request)
     # compare against every key, whatever matches, so timing says nothing about which is close
@@ -113,8 +117,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             "invalid_api_key",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    request[CALLER] = f"key:{fingerprint(key)}"  # type: ignore[arg-type]  # key is set when it matched
+    key_id = fingerprint(key)  # type: ignore[arg-type]  # key is set when it matched
+    request[CALLER], request[LOG_FIELDS]["key"] = f"key:{key_id}", key_id
     return await handler(request)
+
+
+def _public_metrics(request: web.Request) -> bool:
+    return request.path in METRICS_PATHS and not request.app[GUARDS].metrics_need_key
 
 
 @web.middleware

@@ -66,13 +66,18 @@ class ModelState:
     steps_by_batch_size: Counter[int] = field(default_factory=Counter)
     last_error: str | None = None
     loading: bool = False  # a worker was asked for (preload or first request)
+    restarts: int = 0  # workers started again after one exited
+
+    @property
+    def state(self) -> str:
+        return "ready" if self.workers else "loading" if self.loading else "registered"
 
     def status(self) -> dict[str, object]:
         workers = list(self.workers.values())
         first = workers[0].info if workers else None
         return {
             "id": self.name,
-            "state": "ready" if workers else "loading" if self.loading else "registered",
+            "state": self.state,
             "engine": first.engine if first else None,
             "device": first.device if first else None,
             "tasks": first.tasks if first else [],
@@ -93,6 +98,7 @@ class ModelState:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cancelled": self.cancelled,
+            "restarts": self.restarts,
             "steps": self.steps,
             "steps_by_batch_size": {str(k): v for k, v in sorted(self.steps_by_batch_size.items())},
             "last_error": self.last_error,
@@ -167,6 +173,10 @@ class Router:
         if not state.loading:
             state.loading = True
             self.on_demand(model)
+
+    def healthy(self) -> bool:
+        """The socket loops are running (the systemd watchdog pings only then)."""
+        return bool(self._tasks) and not any(task.done() for task in self._tasks)
 
     async def start(self) -> None:
         self._socket.bind(self.address)

@@ -12,6 +12,7 @@ from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.router import Router
 from gateway.supervisor import Supervisor
+from gateway.systemd import Notifier
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Guards:
     limiter: RateLimiter | None
     trusted_proxies: list[Network]
     cors_origins: list[str]
+    metrics_need_key: bool
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Guards:
@@ -31,6 +33,7 @@ class Guards:
             limiter=RateLimiter(settings.rate_limit, settings.rate_burst) if limited else None,
             trusted_proxies=parse_networks(settings.trusted_proxies),
             cors_origins=settings.cors_origins,
+            metrics_need_key=settings.metrics_need_key,
         )
 
 
@@ -39,3 +42,4 @@ GUARDS = web.AppKey("guards", Guards)
 ROUTER = web.AppKey("router", Router)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 METRICS = web.AppKey("metrics", Metrics)
+NOTIFIER = web.AppKey("notifier", Notifier)

@@ -61,6 +61,7 @@ class Supervisor:
                 restart_in_s=backoff,
             )
             await asyncio.sleep(backoff)
+            self.router.models[spec.id].restarts += 1
             backoff = min(backoff * 2, self.settings.restart_backoff_max)
 
     def _command(self, spec: ModelSpec, worker_id: str) -> list[str]:

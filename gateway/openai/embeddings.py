@@ -10,6 +10,7 @@ import uuid
 from aiohttp import web
 
 from gateway.errors import APIError
+from gateway.middlewares import LOG_FIELDS
 from gateway.openai.body import read_body
 from gateway.openai.schemas import EmbeddingRequest
 from gateway.state import ROUTER
@@ -17,7 +18,9 @@ from gateway.state import ROUTER
 
 async def embeddings(request: web.Request) -> web.Response:
     body = await read_body(request, EmbeddingRequest)
+    request[LOG_FIELDS]["model"] = body.model
     result = await request.app[ROUTER].embed(body.model, body.wire(uuid.uuid4().hex))
+    request[LOG_FIELDS]["prompt_tokens"] = result.prompt_tokens
     dimension = len(result.vectors[0]) // 4
     if body.dimensions is not None and body.dimensions != dimension:
         raise APIError(

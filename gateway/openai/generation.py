@@ -14,6 +14,7 @@ from msgspec import json
 
 from gateway.errors import APIError
 from gateway.metrics import Metrics
+from gateway.middlewares import LOG_FIELDS
 from gateway.openai import sse
 from gateway.openai.schemas import Sampling
 from gateway.router import Router
@@ -78,6 +79,7 @@ class _Result:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     header: dict[str, object] = field(default_factory=dict)
+    log: dict[str, object] = field(default_factory=dict)  # the request's log line
     started: float = field(default_factory=time.perf_counter)
     last: float | None = None
 
@@ -88,6 +90,7 @@ class _Result:
         now = time.perf_counter()
         if self.last is None:
             self.metrics.ttft.labels(self.model).observe(now - self.started)
+            self.log["ttft_ms"] = round((now - self.started) * 1000, 1)
         else:
             self._itl.observe(now - self.last)
         self.last = now
@@ -96,6 +99,7 @@ class _Result:
             self.finish[index] = delta.finish_reason
             self.prompt_tokens += delta.prompt_tokens
             self.completion_tokens += delta.completion_tokens
+            self.log.update(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
             if None not in self.finish:
                 self.metrics.e2e.labels(self.model).observe(now - self.started)
 
@@ -117,7 +121,9 @@ async def respond(
         metrics=request.app[METRICS],
         model=body.model,
         header={"id": f"{shape.prefix}-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model},
+        log=request[LOG_FIELDS],
     )
+    result.log["model"] = body.model
     deadline = asyncio.get_running_loop().time() + settings.request_timeout
     if body.stream:
         return await _stream(request, router, body, task, requests, shape, result, deadline)

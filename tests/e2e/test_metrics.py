@@ -67,3 +67,18 @@ def test_a_closed_stream_counts_as_cancelled(server):
         assert time.monotonic() < deadline, "the cancel was not counted"
         time.sleep(0.05)
     assert value(scrape(server), "enginehouse_cancelled_total", model=MODEL) == before + 1
+
+
+def test_v1_metrics_gives_the_same_figures_as_json(server):
+    text = scrape(server)
+    data = httpx.get(f"{server.url}/v1/metrics", timeout=10).json()
+    samples = {
+        (s["name"], tuple(sorted(s["labels"].items()))): s["value"]
+        for family in data.values()
+        for s in family
+    }
+    for name in ("enginehouse_workers", "enginehouse_model_state"):
+        keys = [k for k in text if k[0] == name]
+        assert keys and all(samples[k] == text[k] for k in keys)
+    assert samples[("enginehouse_model_state", (("model", MODEL), ("state", "ready")))] == 1
+    assert ("enginehouse_worker_restarts_total", (("model", MODEL),)) in samples

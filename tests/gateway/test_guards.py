@@ -2,9 +2,11 @@
 that only answers, so no model is needed."""
 
 import pytest
+import structlog
 from aiohttp import web
 
 from gateway.app import guard
+from gateway.clients import fingerprint
 from gateway.config import Settings
 from gateway.ratelimit import RateLimiter
 
@@ -24,6 +26,7 @@ def serve(aiohttp_client):
         app = web.Application()
         guard(app, Settings(_cli_parse_args=False, **settings))
         app.router.add_get("/health", answer)
+        app.router.add_get("/metrics", answer)
         app.router.add_get("/v1/models", answer)
         app.router.add_post("/v1/chat/completions", answer)
         return await aiohttp_client(app)
@@ -139,3 +142,24 @@ async def test_cors_off_by_default_and_preflight_when_allowed(serve):
     assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "https://app.example"
     other = await client.get("/health", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+async def test_metrics_need_the_key_unless_opened(serve):
+    closed = await serve(api_keys=["k1"], rate_limit=0)
+    assert (await closed.get("/metrics")).status == 401
+    assert (await closed.get("/metrics", headers={"x-api-key": "k1"})).status == 200
+    opened = await serve(api_keys=["k1"], rate_limit=0, metrics_need_key=False)
+    assert (await opened.get("/metrics")).status == 200
+    assert (await opened.get("/v1/models")).status == 401  # only the metrics open
+
+
+async def test_the_request_log_line_names_the_client_and_the_key_fingerprint_never_the_key(serve):
+    client = await serve(api_keys=["secret-key-1"], rate_limit=0, trusted_proxies=["127.0.0.1/32"])
+    with structlog.testing.capture_logs() as logs:
+        await client.get(
+            "/v1/models", headers={"x-api-key": "secret-key-1", "X-Forwarded-For": "203.0.113.9"}
+        )
+    (line,) = [entry for entry in logs if entry["event"] == "request"]
+    assert line["client"] == "203.0.113.9" and line["key"] == fingerprint("secret-key-1")
+    assert line["status"] == 200 and "duration_ms" in line
+    assert "secret-key-1" not in repr(logs)
