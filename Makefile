@@ -41,6 +41,9 @@ install-service: install
 	getent group render >/dev/null || groupadd --system render
 	id enginehouse >/dev/null 2>&1 || useradd --system --home-dir /var/lib/enginehouse \
 		--shell /usr/sbin/nologin --groups render enginehouse
+	runuser -u enginehouse -- $(BIN)/python -c 'import gateway, workers' || { echo "the enginehouse \
+		user cannot run $(CURDIR)/$(BIN)/python: make the checkout and the Python the venv was built \
+		from readable to it (not under /root), e.g. PYTHON=/usr/bin/python3 make clean install"; exit 1; }
 	install -d -m 750 -g enginehouse /etc/enginehouse
 	test -f /etc/enginehouse/enginehouse.env || \
 		install -m 640 -g enginehouse deploy/systemd/enginehouse.env /etc/enginehouse/enginehouse.env

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.server import free_port
@@ -57,7 +58,8 @@ def test_the_gateway_notifies_systemd(tmp_path):
     sock.bind(str(path))
     sock.settimeout(1)
     env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"}
-    command = [sys.executable, "-m", "gateway", "serve", "--port", str(free_port()), "--log-format", "json"]
+    port = free_port()
+    command = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-format", "json"]
     process = subprocess.Popen(command, env=env)
     messages: list[str] = []
 
@@ -74,6 +76,11 @@ def test_the_gateway_notifies_systemd(tmp_path):
 
     try:
         receive_until("READY=1", 180)
+        status = httpx.get(f"http://127.0.0.1:{port}/v1/models/status", timeout=5).json()["data"]
+        preloaded = {"smollm2-135m-instruct", "all-minilm-l6-v2"}
+        assert {m["id"]: m["state"] for m in status if m["id"] in preloaded} == dict.fromkeys(
+            preloaded, "ready"
+        )
         loading = [m for m in messages[: messages.index("READY=1")] if m.startswith("STATUS=Loading")]
         assert loading, messages
         assert any(m.startswith("STATUS=Serving") for m in messages)

