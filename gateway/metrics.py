@@ -33,7 +33,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "enginehouse_requests", "HTTP requests answered", ["route", "status"], registry=r
+            "enginehouse_requests",
+            "HTTP requests answered (model: the served model asked for, else empty)",
+            ["route", "model", "status"],
+            registry=r,
         )
         self.rate_limited = Counter(
             "enginehouse_rate_limited_requests", "Requests refused with 429", registry=r

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.clients import client_address, fingerprint, presented_key
 from gateway.errors import APIError
 from gateway.ratelimit import Decision
-from gateway.state import GUARDS, METRICS
+from gateway.state import GUARDS, METRICS, ROUTER
 
 log = structlog.get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -46,7 +46,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"  # bounded label values
-        request.app[METRICS].requests.labels(route, str(status)).inc()
+        model = fields.get("model")  # a label only when it is a served model: bounded values
+        served = request.app.get(ROUTER)
+        model = model if isinstance(model, str) and served is not None and model in served.models else ""
+        request.app[METRICS].requests.labels(route, model, str(status)).inc()
         log.info(
             "request",
             method=request.method,

@@ -29,7 +29,7 @@ def test_a_chat_request_moves_the_counters(server):
         model=MODEL, max_tokens=5, temperature=0, messages=[{"role": "user", "content": "Hi"}]
     )
     after = scrape(server)
-    route = {"route": "/v1/chat/completions", "status": "200"}
+    route = {"route": "/v1/chat/completions", "model": MODEL, "status": "200"}
     assert (
         value(after, "enginehouse_requests_total", **route)
         == value(before, "enginehouse_requests_total", **route) + 1
@@ -45,6 +45,9 @@ def test_a_chat_request_moves_the_counters(server):
     ttft = "enginehouse_time_to_first_token_seconds_count"
     assert value(after, ttft, model=MODEL) == value(before, ttft, model=MODEL) + 1
     assert value(after, "enginehouse_workers", model=MODEL) == 1
+    httpx.post(f"{server.url}/v1/chat/completions", json={"model": "made-up", "messages": []})
+    unknown = [k for k in scrape(server) if k[0] == "enginehouse_requests_total" and "made-up" in str(k)]
+    assert unknown == []  # a model nobody serves is no label value
     assert value(after, "enginehouse_engine_steps_total", model=MODEL) > 0
 
 
