@@ -115,7 +115,11 @@ def write(out: str, rows: list[Row]) -> None:
         "size 0, 128, 576; CPU pinning off; the LATENCY performance hint; prefix caching on or off. "
         "Many streams are where OpenVINO's batching pays: 8 streams share each step.",
         "",
-        "The OpenVINO engine serves the GGUF converted once to IR in the model cache (the IR is what OpenVINO GenAI builds from the GGUF): measured by hand against the GGUF itself, pipeline alone, 2 threads, best of 3, twice: 1 stream 81.8 and 80.5 tok/s (IR) vs 81.5 and 83.3 (GGUF), 8 streams 246 and 249 vs 256 and 246: the same speed, and the IR starts about 2 s sooner.",
+        "The OpenVINO engine serves the GGUF converted once to IR in the model cache (the IR is "
+        "what OpenVINO GenAI builds from the GGUF): measured by hand against the GGUF itself, "
+        "pipeline alone, 2 threads, best of 3, twice: 1 stream 81.8 and 80.5 tok/s (IR) vs 81.5 and "
+        "83.3 (GGUF), 8 streams 246 and 249 vs 256 and 246: the same speed, and the IR starts about "
+        "2 s sooner.",
         "",
         "| engine | engine threads | streams | in-process tok/s | HTTP tok/s | HTTP / in-process "
         "| TTFT mean ms | TPOT mean ms |",
