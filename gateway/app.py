@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.config import Settings
 from gateway.errors import APIError
+from gateway.llamacpp.tokenize import add_routes as llamacpp_routes
 from gateway.metrics import Metrics
 from gateway.middlewares import (
     add_response_headers,
@@ -135,4 +136,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/metrics", metrics_json)
     add_routes(app)
+    llamacpp_routes(app)
     return app

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -24,6 +24,8 @@ from protocol import (
     PROTOCOL_VERSION,
     Cancel,
     Delta,
+    Detokenize,
+    Detokenized,
     Embed,
     Embeddings,
     Failed,
@@ -34,10 +36,15 @@ from protocol import (
     Register,
     Shutdown,
     StepOutput,
+    Tokenize,
+    Tokenized,
 )
 from protocol.codec import DecodeError
 
 log = structlog.get_logger()
+
+Request = Generate | Embed | Tokenize | Detokenize
+Answer = Embeddings | Tokenized | Detokenized  # the one reply of a request that is not generation
 
 
 @dataclass
@@ -109,16 +116,16 @@ class Stream:
     """The deltas of one or more requests sent together (one per prompt), in arrival order; or the
     one answer of an embedding request."""
 
-    def __init__(self, requests: list[Generate] | list[Embed], first_token_timeout: float) -> None:
+    def __init__(self, requests: Sequence[Request], first_token_timeout: float) -> None:
         self.index = {r.request_id: i for i, r in enumerate(requests)}
         self.open = set(self.index)
-        self.queue: asyncio.Queue[Delta | Embeddings | Failed] = asyncio.Queue()
+        self.queue: asyncio.Queue[Delta | Answer | Failed] = asyncio.Queue()
         self.first_token_timeout: float | None = first_token_timeout
 
-    def __aiter__(self) -> AsyncIterator[tuple[int, Delta | Embeddings]]:
+    def __aiter__(self) -> AsyncIterator[tuple[int, Delta | Answer]]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[tuple[int, Delta | Embeddings]]:
+    async def _iterate(self) -> AsyncIterator[tuple[int, Delta | Answer]]:
         while self.open:
             try:
                 item = await asyncio.wait_for(self.queue.get(), self.first_token_timeout)
@@ -134,7 +141,7 @@ class Stream:
             if isinstance(item, Failed):
                 self.open.discard(item.request_id)
                 raise APIError(item.status, item.message, item.code, item.param)
-            if isinstance(item, Embeddings) or item.finish_reason is not None:
+            if not isinstance(item, Delta) or item.finish_reason is not None:
                 self.open.discard(item.request_id)
             yield self.index[item.request_id], item
 
@@ -192,9 +199,7 @@ class Router:
     # --- requests -----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def open(
-        self, model: str, task: str, requests: list[Generate] | list[Embed]
-    ) -> AsyncIterator[Stream]:
+    async def open(self, model: str, task: str | None, requests: Sequence[Request]) -> AsyncIterator[Stream]:
         """Send the requests to one worker of `model`; on leaving, cancel whatever is unfinished."""
         state = self.models.get(model)
         if state is None:
@@ -212,7 +217,7 @@ class Router:
                     headers={"Retry-After": "5"},
                 ) from None
         worker = min(state.workers.values(), key=lambda w: len(w.in_flight))
-        if task not in worker.info.tasks:
+        if task is not None and task not in worker.info.tasks:
             raise APIError(
                 400,
                 f"The model `{model}` does not support {task}; it serves: {', '.join(worker.info.tasks)}.",
@@ -244,13 +249,15 @@ class Router:
             for request_id in stream.open:
                 self._send(worker.identity, self.codec.encode(Cancel(request_id)))
 
-    async def embed(self, model: str, request: Embed) -> Embeddings:
-        async with self.open(model, "embedding", [request]) as stream:
+    async def ask(self, model: str, task: str | None, request: Embed | Tokenize | Detokenize) -> Answer:
+        """One request, one answer (embeddings, tokens, text); `task` None: any model will do."""
+        async with self.open(model, task, [request]) as stream:
             async for _, item in stream:
-                assert isinstance(item, Embeddings)
-                self.models[model].prompt_tokens += item.prompt_tokens
+                assert not isinstance(item, Delta)
+                if isinstance(item, Embeddings):
+                    self.models[model].prompt_tokens += item.prompt_tokens
                 return item
-        raise AssertionError("an embedding stream ends with its answer or an error")
+        raise AssertionError("a one-answer stream ends with its answer or an error")
 
     def _send(self, identity: bytes, payload: bytes) -> None:
         """Send now without waiting: a ROUTER socket only refuses when the peer is gone."""
@@ -298,7 +305,7 @@ class Router:
                 continue
             if isinstance(message, StepOutput):
                 self._step_output(identity, message)
-            elif isinstance(message, Embeddings | Failed):
+            elif isinstance(message, Embeddings | Tokenized | Detokenized | Failed):
                 stream = self.streams.get(message.request_id)
                 if stream is not None:
                     stream.queue.put_nowait(message)

@@ -9,6 +9,8 @@ from protocol.messages import (
     Cancel,
     ChatMessage,
     Delta,
+    Detokenize,
+    Detokenized,
     Embed,
     Embeddings,
     Failed,
@@ -20,6 +22,8 @@ from protocol.messages import (
     Shutdown,
     StepOutput,
     ToGateway,
+    Tokenize,
+    Tokenized,
     ToWorker,
 )
 
@@ -28,6 +32,8 @@ __all__ = [
     "Cancel",
     "ChatMessage",
     "Delta",
+    "Detokenize",
+    "Detokenized",
     "Embed",
     "Embeddings",
     "Failed",
@@ -41,5 +47,7 @@ __all__ = [
     "StepOutput",
     "ToGateway",
     "ToWorker",
+    "Tokenize",
+    "Tokenized",
     "WorkerCodec",
 ]

@@ -1,7 +1,7 @@
 """Messages on the ZeroMQ sockets, one tagged union per direction.
 
-Worker → gateway: Register, Heartbeat, StepOutput, Embeddings, Failed.
-Gateway → worker: Generate, Embed, Cancel, Shutdown, Refused.
+Worker → gateway: Register, Heartbeat, StepOutput, Embeddings, Tokenized, Detokenized, Failed.
+Gateway → worker: Generate, Embed, Tokenize, Detokenize, Cancel, Shutdown, Refused.
 
 A StepOutput carries the deltas of every sequence that advanced in one engine step, so the
 output path costs one message per step, not one per token per request.
@@ -66,6 +66,18 @@ class Embed(msgspec.Struct, tag=True, frozen=True):
     truncate: bool = False  # cut inputs past the model's length instead of refusing them
 
 
+class Tokenize(msgspec.Struct, tag=True, frozen=True):
+    request_id: str
+    text: str
+    add_special: bool = False  # the model's BOS/CLS... as when it reads a prompt
+    with_pieces: bool = False  # each token's text too
+
+
+class Detokenize(msgspec.Struct, tag=True, frozen=True):
+    request_id: str
+    tokens: list[int]
+
+
 class Cancel(msgspec.Struct, tag=True, frozen=True):
     request_id: str
 
@@ -80,7 +92,7 @@ class Refused(msgspec.Struct, tag=True, frozen=True):
     reason: str
 
 
-ToWorker = Generate | Embed | Cancel | Shutdown | Refused
+ToWorker = Generate | Embed | Tokenize | Detokenize | Cancel | Shutdown | Refused
 
 
 # --- worker → gateway -------------------------------------------------------------------
@@ -132,6 +144,19 @@ class Embeddings(msgspec.Struct, tag=True, frozen=True):
     prompt_tokens: int
 
 
+class Tokenized(msgspec.Struct, tag=True, frozen=True):
+    """Token ids; with pieces, each token's bytes (its text, in UTF-8 when it is whole)."""
+
+    request_id: str
+    tokens: list[int]
+    pieces: list[bytes] | None = None
+
+
+class Detokenized(msgspec.Struct, tag=True, frozen=True):
+    request_id: str
+    text: str
+
+
 class Failed(msgspec.Struct, tag=True, frozen=True):
     """A request the worker could not serve. `status` is the HTTP status the gateway answers."""
 
@@ -142,4 +167,4 @@ class Failed(msgspec.Struct, tag=True, frozen=True):
     param: str | None = None
 
 
-ToGateway = Register | Heartbeat | StepOutput | Embeddings | Failed
+ToGateway = Register | Heartbeat | StepOutput | Embeddings | Tokenized | Detokenized | Failed

@@ -17,6 +17,7 @@ import zmq
 from protocol import (
     PROTOCOL_VERSION,
     Cancel,
+    Detokenize,
     Embed,
     Failed,
     Generate,
@@ -26,6 +27,7 @@ from protocol import (
     Shutdown,
     StepOutput,
     ToGateway,
+    Tokenize,
     WorkerCodec,
 )
 from protocol.codec import DecodeError
@@ -34,6 +36,7 @@ from protocol.settings import parse_settings
 from workers.engines import load_engine
 from workers.engines.base import Engine, RequestError
 from workers.settings import WorkerSettings
+from workers.tokenization import detokenize, tokenize
 
 log = structlog.get_logger()
 
@@ -118,6 +121,8 @@ class Worker:
                 self.generate(message)
             elif isinstance(message, Embed):
                 embeds.append(message)
+            elif isinstance(message, Tokenize | Detokenize):
+                self.tokens(message)
             elif isinstance(message, Cancel):
                 self.engine.cancel(message.request_id)
                 cancelled = True
@@ -157,6 +162,15 @@ class Worker:
             results = [Failed(r.request_id, 500, "internal_error", message) for r in requests]
         for result in results:
             self.send(result)
+
+    def tokens(self, request: Tokenize | Detokenize) -> None:
+        try:
+            if isinstance(request, Tokenize):
+                self.send(tokenize(self.engine.tokenizer, request))
+            else:
+                self.send(detokenize(self.engine.tokenizer, request))
+        except RequestError as exc:
+            self.send(Failed(request.request_id, exc.status, exc.code, exc.message, exc.param))
 
     def generate(self, request: Generate) -> None:
         if self.draining:

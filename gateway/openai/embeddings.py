@@ -14,12 +14,14 @@ from gateway.middlewares import LOG_FIELDS
 from gateway.openai.body import read_body
 from gateway.openai.schemas import EmbeddingRequest
 from gateway.state import ROUTER
+from protocol import Embeddings
 
 
 async def embeddings(request: web.Request) -> web.Response:
     body = await read_body(request, EmbeddingRequest)
     request[LOG_FIELDS]["model"] = body.model
-    result = await request.app[ROUTER].embed(body.model, body.wire(uuid.uuid4().hex))
+    result = await request.app[ROUTER].ask(body.model, "embedding", body.wire(uuid.uuid4().hex))
+    assert isinstance(result, Embeddings)
     request[LOG_FIELDS]["prompt_tokens"] = result.prompt_tokens
     dimension = len(result.vectors[0]) // 4
     if body.dimensions is not None and body.dimensions != dimension:

@@ -7,7 +7,9 @@ from typing import Any
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
+from gateway.llamacpp.tokenize import DetokenizeBody, TokenizeBody
 from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from gateway.openai.tokenize import DetokenizeRequest, TokenizeRequest
 from gateway.state import ROUTER
 
 _ERROR = {
@@ -62,14 +64,31 @@ def _get(summary: str, parameters: list[dict[str, Any]] | None = None) -> dict[s
     return {"get": operation}
 
 
+_BODIES = (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    TokenizeRequest,
+    DetokenizeRequest,
+    TokenizeBody,
+    DetokenizeBody,
+)
+
+
 def document(models: list[str]) -> dict[str, Any]:
     """The document for this server: `model` fields name the models it serves."""
     _, defs = models_json_schema(
-        [(m, "validation") for m in (ChatCompletionRequest, CompletionRequest, EmbeddingRequest)],
+        [(m, "validation") for m in _BODIES],
         ref_template="#/components/schemas/{model}",
     )
     served = {"type": "string", "enum": models}
-    for name in ("ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest"):
+    for name in (
+        "ChatCompletionRequest",
+        "CompletionRequest",
+        "EmbeddingRequest",
+        "TokenizeRequest",
+        "DetokenizeRequest",
+    ):
         defs["$defs"][name]["properties"]["model"] = served
     model = [{"name": "model", "in": "path", "required": True, "schema": served}]
     return {
@@ -79,6 +98,10 @@ def document(models: list[str]) -> dict[str, Any]:
             "/v1/chat/completions": _post("ChatCompletionRequest", "Chat completion"),
             "/v1/completions": _post("CompletionRequest", "Text completion"),
             "/v1/embeddings": _post("EmbeddingRequest", "Embeddings of texts or token ids"),
+            "/v1/tokenize": _post("TokenizeRequest", "A prompt's tokens (vLLM's shape)"),
+            "/v1/detokenize": _post("DetokenizeRequest", "Tokens' text (vLLM's shape)"),
+            "/tokenize": _post("TokenizeBody", "A text's tokens (llama.cpp's shape)"),
+            "/detokenize": _post("DetokenizeBody", "Tokens' text (llama.cpp's shape)"),
             "/v1/models": _get("The models served"),
             "/v1/models/status": _get("Per-model state and counters"),
             "/v1/models/{model}": _get("One model", model),

@@ -8,6 +8,7 @@ import uuid
 from aiohttp import web
 
 from gateway.errors import APIError
+from gateway.openai import tokenize
 from gateway.openai.body import read_body
 from gateway.openai.embeddings import embeddings
 from gateway.openai.generation import ChatShape, CompletionShape, respond
@@ -73,6 +74,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/tokenize", tokenize.tokenize)
+    app.router.add_post("/v1/detokenize", tokenize.detokenize)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/status", models_status)
     app.router.add_get("/v1/models/{model}", get_model)

@@ -28,15 +28,15 @@ Clamped = Annotated[int, Field(ge=1), AfterValidator(lambda v: min(v, INT32))]
 TokenId = Annotated[StrictInt, Field(ge=0, le=INT32)]
 
 
-class _Body(BaseModel):
+class StrictBody(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, strict=True)  # JSON types as sent
 
 
-class StreamOptions(_Body):
+class StreamOptions(StrictBody):
     include_usage: bool = False
 
 
-class Sampling(_Body):
+class Sampling(StrictBody):
     """Fields shared by chat and completions: the model, the stream switch and sampling."""
 
     model: str = Field(min_length=1)
@@ -97,12 +97,12 @@ class Sampling(_Body):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-class TextPart(_Body):
+class TextPart(StrictBody):
     type: Literal["text"]
     text: str
 
 
-class Message(_Body):
+class Message(StrictBody):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
 
@@ -170,7 +170,7 @@ class CompletionRequest(Sampling):
 MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit per request
 
 
-class EmbeddingRequest(_Body):
+class EmbeddingRequest(StrictBody):
     model: str = Field(min_length=1)
     input: (
         Annotated[str, Field(min_length=1)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 from protocol import Delta, Embed, Embeddings, Failed, Generate
 
@@ -37,6 +38,7 @@ class EngineStats:
 class Engine(ABC):
     capabilities: Capabilities
     stats: EngineStats
+    tokenizer: Any  # the model's Hugging Face tokenizer (chat template, tokenize routes)
     # requests that failed inside a step (the worker sends and clears them after each step)
     failures: list[Failed]
 

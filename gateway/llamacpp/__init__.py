@@ -1,0 +1,1 @@
+"""Routes in llama.cpp server's shapes, for scripts written against it."""
