@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.config import Settings
 from gateway.errors import APIError
-from gateway.llamacpp.tokenize import add_routes as llamacpp_routes
+from gateway.llamacpp import add_routes as llamacpp_routes
 from gateway.metrics import Metrics
 from gateway.middlewares import (
     add_response_headers,

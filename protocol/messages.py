@@ -109,6 +109,7 @@ class Register(msgspec.Struct, tag=True, frozen=True):
     protocol_version: int
     pid: int
     embedding_dimension: int = 0  # models with the embedding task
+    chat_template: str = ""  # the model's, as its tokenizer has it (GET /props shows it)
 
 
 class Heartbeat(msgspec.Struct, tag=True, frozen=True):
@@ -127,6 +128,7 @@ class Delta(msgspec.Struct, array_like=True, frozen=True):
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    stop_word: str | None = None  # the stop string that ended it, if one did
 
 
 class StepOutput(msgspec.Struct, tag=True, frozen=True):

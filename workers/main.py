@@ -62,6 +62,7 @@ class Worker:
                 protocol_version=PROTOCOL_VERSION,
                 pid=os.getpid(),
                 embedding_dimension=caps.embedding_dimension,
+                chat_template=getattr(self.engine.tokenizer, "chat_template", None) or "",
             )
         )
 

@@ -7,6 +7,8 @@ from collections.abc import Callable, Collection
 from collections.abc import Sequence as Ids
 from dataclasses import dataclass, field
 
+import msgspec
+
 from protocol import Delta, Generate
 from workers.prompts import token_budget
 from workers.textstream import TextStream
@@ -58,7 +60,15 @@ class Sequence:
     def end(self, finish_reason: str, text: str = "", tokens: int = 0) -> Delta:
         """The last delta: finished by the caller (or the engine's own stop criteria)."""
         self.done = True
-        return Delta(self.request_id, text, tokens, finish_reason, len(self.prompt), self.generated)
+        return Delta(
+            self.request_id,
+            text,
+            tokens,
+            finish_reason,
+            len(self.prompt),
+            self.generated,
+            self.text.stop_word,
+        )
 
     def advance_all(self, tokens: Ids[int], eos_ids: Collection[int]) -> Delta:
         """Several tokens from one step (an engine may emit more than one) as a single delta."""
@@ -69,6 +79,4 @@ class Sequence:
             if self.done:
                 break
         assert last is not None, "advance_all needs at least one token"
-        return Delta(
-            self.request_id, text, count, last.finish_reason, last.prompt_tokens, last.completion_tokens
-        )
+        return msgspec.structs.replace(last, text=text, tokens=count)

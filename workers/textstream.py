@@ -30,6 +30,7 @@ class TextStream:
         self._hold = max((len(s) for s in self._stop), default=1) - 1
         self._pending = ""
         self.stopped = False
+        self.stop_word: str | None = None  # the stop string found
 
     def push(self, token_id: int) -> str:
         """Add one generated token; return the text now safe to send. Sets `stopped` on a stop string."""
@@ -50,8 +51,9 @@ class TextStream:
         if not self._stop:
             return new_text
         self._pending += new_text
-        cut = min((i for i in (self._pending.find(s) for s in self._stop) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self._stop if (i := self._pending.find(s)) >= 0]
+        if found:
+            cut, self.stop_word = min(found)
             self.stopped = True
             text, self._pending = self._pending[:cut], ""
             return text

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
+from gateway.llamacpp.completion import CompletionBody
 from gateway.llamacpp.tokenize import DetokenizeBody, TokenizeBody
 from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.openai.tokenize import DetokenizeRequest, TokenizeRequest
@@ -72,6 +73,7 @@ _BODIES = (
     DetokenizeRequest,
     TokenizeBody,
     DetokenizeBody,
+    CompletionBody,
 )
 
 
@@ -100,6 +102,8 @@ def document(models: list[str]) -> dict[str, Any]:
             "/v1/embeddings": _post("EmbeddingRequest", "Embeddings of texts or token ids"),
             "/v1/tokenize": _post("TokenizeRequest", "A prompt's tokens (vLLM's shape)"),
             "/v1/detokenize": _post("DetokenizeRequest", "Tokens' text (vLLM's shape)"),
+            "/completion": _post("CompletionBody", "Text completion (llama.cpp's shape)"),
+            "/props": _get("The default model's context, slots and chat template (llama.cpp's shape)"),
             "/tokenize": _post("TokenizeBody", "A text's tokens (llama.cpp's shape)"),
             "/detokenize": _post("DetokenizeBody", "Tokens' text (llama.cpp's shape)"),
             "/v1/models": _get("The models served"),
