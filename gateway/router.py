@@ -185,6 +185,28 @@ class Router:
         """The socket loops are running (the systemd watchdog pings only then)."""
         return bool(self._tasks) and not any(task.done() for task in self._tasks)
 
+    async def wait_ready(self, model: str) -> None:
+        """Load the model if it is not loaded, and wait for its first worker, bounded."""
+        state = self.models[model]
+        if state.workers:
+            return
+        self.load(model)
+        try:
+            await asyncio.wait_for(state.ready.wait(), self.bounds.load_timeout)
+        except TimeoutError:
+            reason = f": {state.last_error}" if state.last_error else ""
+            raise APIError(
+                503,
+                f"The model `{model}` is not loaded yet{reason}",
+                "model_not_ready",
+                headers={"Retry-After": "5"},
+            ) from None
+
+    def unloaded(self, model: str) -> None:
+        """Its workers are gone on purpose: the next request loads it again."""
+        state = self.models[model]
+        state.loading, state.last_error = False, None
+
     async def start(self) -> None:
         self._socket.bind(self.address)
         self._tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._watch())]
@@ -205,17 +227,7 @@ class Router:
         if state is None:
             raise APIError(404, f"The model `{model}` does not exist.", "model_not_found", "model")
         if not state.workers:
-            self.load(model)
-            try:
-                await asyncio.wait_for(state.ready.wait(), self.bounds.load_timeout)
-            except TimeoutError:
-                reason = f": {state.last_error}" if state.last_error else ""
-                raise APIError(
-                    503,
-                    f"The model `{model}` is not loaded yet{reason}",
-                    "model_not_ready",
-                    headers={"Retry-After": "5"},
-                ) from None
+            await self.wait_ready(model)
         worker = min(state.workers.values(), key=lambda w: len(w.in_flight))
         if task is not None and task not in worker.info.tasks:
             raise APIError(
@@ -266,8 +278,11 @@ class Router:
 
     # --- workers ------------------------------------------------------------------------
 
-    def shutdown_workers(self, drain: bool) -> None:
+    def shutdown_workers(self, drain: bool, model: str | None = None) -> None:
+        """Ask the workers (of one model, or all) to stop; with drain, after what they hold."""
         for state in self.models.values():
+            if model is not None and state.name != model:
+                continue
             for worker in state.workers.values():
                 self._send(worker.identity, self.codec.encode(Shutdown(drain=drain)))
 

@@ -23,14 +23,37 @@ class Supervisor:
         self.settings, self.router = settings, router
         self.specs = {spec.id: spec for spec in settings.models()}
         self.processes: dict[str, asyncio.subprocess.Process] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # by model: keeps its worker running
+        self._owner: dict[str, str] = {}  # worker id → model
+        self._unloading: set[str] = set()
         self._serial = itertools.count(1)
         self._stopping = False
 
     def start(self, model: str) -> None:
-        """Start the model's worker and keep it running until the gateway stops."""
-        spec = self.specs[model]
-        self._tasks.append(asyncio.create_task(self._keep_running(spec)))
+        """Start the model's worker and keep it running until it is unloaded or the gateway stops."""
+        if model not in self._tasks:
+            self._tasks[model] = asyncio.create_task(self._keep_running(self.specs[model]))
+
+    async def unload(self, model: str) -> None:
+        """Let the model's workers finish what they hold (up to the drain timeout), then stop them.
+        Unloading a model that is not loaded does nothing."""
+        task = self._tasks.get(model)
+        if task is None or model in self._unloading:
+            return
+        self._unloading.add(model)  # no restart from here on
+        self.router.shutdown_workers(drain=True, model=model)
+        mine = [p for worker_id, p in self.processes.items() if self._owner[worker_id] == model]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in mine)), self.settings.drain_timeout)
+        for process in mine:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        await asyncio.gather(task, return_exceptions=True)
+        del self._tasks[model]
+        self._unloading.discard(model)
+        self.router.unloaded(model)
+        log.info("model unloaded", model=model)
 
     def kill(self, worker_id: str) -> None:
         process = self.processes.get(worker_id)
@@ -39,17 +62,17 @@ class Supervisor:
 
     async def _keep_running(self, spec: ModelSpec) -> None:
         backoff = 1.0
-        while not self._stopping:
+        while not self._stopping and spec.id not in self._unloading:
             worker_id = f"{spec.id}-{next(self._serial)}"
             process = await asyncio.create_subprocess_exec(*self._command(spec, worker_id))
-            self.processes[worker_id] = process
+            self.processes[worker_id], self._owner[worker_id] = process, spec.id
             log.info("worker started", model=spec.id, worker_id=worker_id, pid=process.pid)
             started = asyncio.get_running_loop().time()
             code = await process.wait()
-            del self.processes[worker_id]
+            del self.processes[worker_id], self._owner[worker_id]
             reason = f"exit code {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
             self.router.worker_exited(spec.id, worker_id, reason)
-            if self._stopping:
+            if self._stopping or spec.id in self._unloading:
                 return
             if asyncio.get_running_loop().time() - started > 60:  # it ran a while: not a crash loop
                 backoff = 1.0
@@ -122,6 +145,6 @@ class Supervisor:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-        for task in self._tasks:
+        for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)

@@ -6,6 +6,7 @@ import time
 import uuid
 
 from aiohttp import web
+from pydantic import Field
 
 from gateway.errors import APIError
 from gateway.openai import tokenize
@@ -13,8 +14,8 @@ from gateway.openai.body import read_body
 from gateway.openai.embeddings import embeddings
 from gateway.openai.generation import ChatShape, CompletionShape, respond
 from gateway.openai.openapi import openapi_json
-from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest
-from gateway.state import ROUTER, SETTINGS
+from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest, StrictBody
+from gateway.state import ROUTER, SETTINGS, SUPERVISOR
 from protocol import Generate
 
 OWNER = "enginehouse"
@@ -70,6 +71,38 @@ async def models_status(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [m.status() for m in models.values()]})
 
 
+class ModelName(StrictBody):
+    """Which model: `name`, or `model` / `model_id` as other servers call it."""
+
+    name: str | None = Field(None, min_length=1)
+    model: str | None = Field(None, min_length=1)
+    model_id: str | None = Field(None, min_length=1)
+
+    def which(self, request: web.Request) -> str:
+        given = self.name or self.model or self.model_id
+        if given is None:
+            raise APIError(
+                400, "Name the model: `name` (or `model`, `model_id`).", "missing_required_parameter", "name"
+            )
+        if given not in request.app[ROUTER].models:
+            raise APIError(404, f"The model `{given}` does not exist.", "model_not_found", "name")
+        return given
+
+
+async def load_model(request: web.Request) -> web.Response:
+    """Load the model and wait until it is ready (or its load fails, or the load timeout)."""
+    model = (await read_body(request, ModelName)).which(request)
+    await request.app[ROUTER].wait_ready(model)
+    return web.json_response(request.app[ROUTER].models[model].status())
+
+
+async def unload_model(request: web.Request) -> web.Response:
+    """Let the model's requests finish, then stop its workers; it loads again on its next request."""
+    model = (await read_body(request, ModelName)).which(request)
+    await request.app[SUPERVISOR].unload(model)
+    return web.json_response(request.app[ROUTER].models[model].status())
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
@@ -78,5 +111,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/detokenize", tokenize.detokenize)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/status", models_status)
+    app.router.add_post("/v1/models/load", load_model)
+    app.router.add_post("/v1/models/unload", unload_model)
     app.router.add_get("/v1/models/{model}", get_model)
     app.router.add_get("/openapi.json", openapi_json)
