@@ -24,7 +24,10 @@ $(STAMP): pyproject.toml Makefile
 run: install
 	$(BIN)/enginehouse serve --host $(HOST) --port $(PORT) $(ARGS)
 
+# systemd-analyze checks the service unit; installed here when missing and we may (else that test skips)
 test: install
+	command -v systemd-analyze >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get install -y -qq --no-install-recommends systemd >/dev/null; } || true
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
