@@ -172,6 +172,9 @@ class Worker:
                 self.send(detokenize(self.engine.tokenizer, request))
         except RequestError as exc:
             self.send(Failed(request.request_id, exc.status, exc.code, exc.message, exc.param))
+        except Exception:  # the tokenizer's own failure fails this request, not the worker
+            log.exception("tokenization failed", request_id=request.request_id)
+            self.send(Failed(request.request_id, 500, "internal_error", "the worker failed on this request"))
 
     def generate(self, request: Generate) -> None:
         if self.draining:
