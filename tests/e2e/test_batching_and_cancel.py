@@ -4,17 +4,11 @@
 import time
 
 import httpx
-import openai
 import pytest
 
 MODEL = "smollm2-135m-instruct"
 STORY = [{"role": "user", "content": "Tell me a long story about a dragon."}]
 LONG = {"ignore_eos": True}
-
-
-@pytest.fixture
-def client(server):
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
 
 
 def wait_idle(server, within: float) -> dict:

@@ -11,11 +11,6 @@ import pytest
 MODEL = "all-minilm-l6-v2"
 
 
-@pytest.fixture
-def client(server):
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
-
-
 def vectors(reply):
     return np.array([d.embedding for d in reply.data], dtype=np.float32)
 

@@ -1,16 +1,9 @@
 """Which engine serves which model id, and the variants that load on their first request."""
 
 import httpx
-import openai
-import pytest
 
 MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@pytest.fixture
-def client(server):
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
 
 
 def test_the_default_chat_model_runs_on_openvino(server):

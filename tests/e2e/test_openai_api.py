@@ -8,11 +8,6 @@ MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-@pytest.fixture
-def client(server):
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
-
-
 def test_chat_answers_the_question(client):
     reply = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=30)
     choice = reply.choices[0]

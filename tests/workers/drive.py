@@ -26,3 +26,29 @@ def run(engine, requests, late=(), late_at=3):
                 ends[d.request_id] = d
         step += 1
     return texts, ends
+
+
+JOINING_PROMPTS = ["Write a haiku about the sea.", "hi", "Name three colours.", "Count to five."]
+SEEDED = SamplingParams(
+    max_tokens=20,
+    temperature=1.0,
+    top_p=0.95,
+    top_k=50,
+    seed=1234,
+    repetition_penalty=1.1,
+    presence_penalty=0.5,
+    frequency_penalty=0.5,
+    min_p=0.01,
+    ignore_eos=True,
+)
+
+
+def alone_and_joining(engine):
+    """Each prompt's greedy text run alone, and run with two joining a batch already running."""
+    alone = {}
+    for i, p in enumerate(JOINING_PROMPTS):
+        texts, _ = run(engine, [chat(str(i), p)])
+        alone.update(texts)
+    requests = [chat(str(i), p) for i, p in enumerate(JOINING_PROMPTS)]
+    batched, _ = run(engine, requests[:2], late=requests[2:])
+    return alone, batched

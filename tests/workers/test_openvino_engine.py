@@ -5,7 +5,7 @@ one-at-a-time LLMPipeline engine used for the NPU, driven here on the CPU."""
 import pytest
 
 from protocol import Generate, SamplingParams
-from tests.workers.drive import GREEDY, chat, run
+from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run
 from workers.engines.base import RequestError
 from workers.engines.openvino.batching import BatchingEngine, SchedulerOptions
 from workers.engines.openvino.convert import gguf_to_ir
@@ -54,16 +54,7 @@ def test_greedy_answer_and_usage(engine):
 
 
 def test_requests_joining_a_running_batch_get_the_same_text_as_alone(engine):
-    prompts = ["Write a haiku about the sea.", "hi", "Name three colours.", "Count to five."]
-    alone = {}
-    for i, p in enumerate(prompts):
-        texts, _ = run(engine, [chat(str(i), p)])
-        alone.update(texts)
-    batched, _ = run(
-        engine,
-        [chat("0", prompts[0]), chat("1", prompts[1])],
-        late=[chat("2", prompts[2]), chat("3", prompts[3])],
-    )
+    alone, batched = alone_and_joining(engine)
     assert batched == alone
     assert engine.stats.running == 0 and not engine.has_work()
 
@@ -102,18 +93,7 @@ def test_stop_string_ends_the_text_before_it(engine):
 
 
 def test_same_seed_same_text_and_length_limit(engine):
-    params = SamplingParams(
-        max_tokens=20,
-        temperature=1.0,
-        top_p=0.95,
-        top_k=50,
-        seed=1234,
-        repetition_penalty=1.1,
-        presence_penalty=0.5,
-        frequency_penalty=0.5,
-        min_p=0.01,
-        ignore_eos=True,
-    )
+    params = SEEDED
     run(engine, [chat("a", "Say something.", params)])  # caches the prompt's prefix (see below)
     first, ends = run(engine, [chat("a", "Say something.", params)])
     second, _ = run(engine, [chat("a", "Say something.", params)])
