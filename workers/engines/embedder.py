@@ -29,6 +29,8 @@ def max_input_tokens(model_dir: Path) -> int:
 class Embedder(Engine):
     def __init__(self, model_dir: Path, tokenizer: Any, engine: str, device: str, dimension: int) -> None:
         self.tokenizer = tokenizer
+        # the special tokens the tokenizer puts around an empty text go around given token ids
+        self._frame = list(tokenizer("", add_special_tokens=True)["input_ids"])
         self.max_tokens = max_input_tokens(model_dir)
         self.dimension = dimension
         self.failures: list[Failed] = []
@@ -105,10 +107,8 @@ class Embedder(Engine):
         return out
 
     def _with_special_tokens(self, ids: list[int]) -> list[int]:
-        """Token ids framed as the tokenizer frames a text ([CLS] ids [SEP] for BERT): the special
-        tokens it puts around an empty text go before and after them."""
-        frame = self.tokenizer("", add_special_tokens=True)["input_ids"]
-        return [*frame[:1], *ids, *frame[1:]]
+        """Token ids framed as the tokenizer frames a text ([CLS] ids [SEP] for BERT)."""
+        return [*self._frame[:1], *ids, *self._frame[1:]]
 
     def _vectors(self, batch: list[list[int]]) -> list[np.ndarray]:
         if not batch:
