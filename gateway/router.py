@@ -174,6 +174,13 @@ class Router:
         """Declare a model the gateway serves; requests for it wait for its worker to register."""
         self.models.setdefault(model, ModelState(model))
 
+    def model(self, name: str, param: str = "model") -> ModelState:
+        """The model's state; a 404 naming the request's field when no such model is served."""
+        state = self.models.get(name)
+        if state is None:
+            raise APIError(404, f"The model `{name}` does not exist.", "model_not_found", param)
+        return state
+
     def load(self, model: str) -> None:
         """Ask for a worker of the model (once: later requests wait for the same load)."""
         state = self.models[model]
@@ -223,9 +230,7 @@ class Router:
     @contextlib.asynccontextmanager
     async def open(self, model: str, task: str | None, requests: Sequence[Request]) -> AsyncIterator[Stream]:
         """Send the requests to one worker of `model`; on leaving, cancel whatever is unfinished."""
-        state = self.models.get(model)
-        if state is None:
-            raise APIError(404, f"The model `{model}` does not exist.", "model_not_found", "model")
+        state = self.model(model)
         if not state.workers:
             await self.wait_ready(model)
         worker = min(state.workers.values(), key=lambda w: len(w.in_flight))

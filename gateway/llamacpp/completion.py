@@ -146,10 +146,7 @@ async def props(request: web.Request) -> web.Response:
     """The default model's context, slots and chat template, from what its worker registered."""
     router = request.app[ROUTER]
     model = request.query.get("model") or default_model(request)
-    state = router.models.get(model)
-    if state is None:
-        raise APIError(404, f"The model `{model}` does not exist.", "model_not_found", "model")
-    workers = list(state.workers.values())
+    workers = list(router.model(model).workers.values())
     if not workers:
         raise APIError(503, f"The model `{model}` is not loaded yet.", "model_not_ready")
     info = workers[0].info

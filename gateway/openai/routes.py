@@ -60,8 +60,7 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def get_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
-    if name not in request.app[ROUTER].models:
-        raise APIError(404, f"The model `{name}` does not exist.", "model_not_found", "model")
+    request.app[ROUTER].model(name)
     return web.json_response(_model_object(name))
 
 
@@ -84,8 +83,7 @@ class ModelName(StrictBody):
             raise APIError(
                 400, "Name the model: `name` (or `model`, `model_id`).", "missing_required_parameter", "name"
             )
-        if given not in request.app[ROUTER].models:
-            raise APIError(404, f"The model `{given}` does not exist.", "model_not_found", "name")
+        request.app[ROUTER].model(given, param="name")
         return given
 
 
