@@ -27,6 +27,7 @@ from gateway.middlewares import (
 )
 from gateway.openai.routes import add_routes
 from gateway.router import Bounds, Router
+from gateway.simple import add_routes as simple_routes
 from gateway.state import GUARDS, METRICS, NOTIFIER, ROUTER, SETTINGS, SUPERVISOR, Guards
 from gateway.supervisor import Supervisor
 from gateway.systemd import Notifier
@@ -137,4 +138,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/metrics", metrics_json)
     add_routes(app)
     llamacpp_routes(app)
+    simple_routes(app)
     return app

@@ -152,3 +152,8 @@ class Settings(BaseSettings):
     def models(self) -> list[ModelSpec]:
         models = DEFAULT_MODELS if self.engine_variants else [m for m in DEFAULT_MODELS if m.preload]
         return [m.model_copy(update={"device": self.device or m.device}) for m in models]
+
+    def default_model(self, task: str = "generate") -> str:
+        """For routes of single-model servers (llama.cpp's, the simple REST ones) called without a
+        `model`: the first model of the task."""
+        return next(m.id for m in self.models() if m.task == task)

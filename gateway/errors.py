@@ -37,10 +37,11 @@ class APIError(Exception):
         kind = _TYPES.get(self.status, "server_error" if self.status >= 500 else "invalid_request_error")
         return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
 
-    def response(self) -> web.Response:
+    def response(self, detail: bool = False) -> web.Response:
+        """OpenAI's shape, or with `detail` the FastAPI-style `{"detail": message}`."""
         return web.Response(
             status=self.status,
-            body=json.encode(self.body()),
+            body=json.encode({"detail": self.message} if detail else self.body()),
             content_type="application/json",
             headers=self.headers,
         )

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.clients import client_address, fingerprint, presented_key
 from gateway.errors import APIError
 from gateway.ratelimit import Decision
-from gateway.state import GUARDS, METRICS, ROUTER
+from gateway.state import DETAIL_PATHS, GUARDS, METRICS, ROUTER
 
 log = structlog.get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -62,11 +62,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves in OpenAI's shape: ours, aiohttp's (404, 405, 413) and unexpected ones."""
+    """Every error leaves in OpenAI's shape (or the simple routes' `{"detail"}`): ours, aiohttp's
+    (404, 405, 413) and unexpected ones."""
+    detail = request.path in request.app.get(DETAIL_PATHS, ())
     try:
         return await handler(request)
     except APIError as exc:
-        return exc.response()
+        return exc.response(detail)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -76,10 +78,11 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
             413: "The request body is too large.",
         }.get(exc.status, exc.reason)
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return APIError(exc.status, message, exc.reason.lower().replace(" ", "_"), headers=headers).response()
+        code = exc.reason.lower().replace(" ", "_")
+        return APIError(exc.status, message, code, headers=headers).response(detail)
     except Exception:
         log.exception("unhandled error")
-        return APIError(500, "The server failed on this request.", "internal_error").response()
+        return APIError(500, "The server failed on this request.", "internal_error").response(detail)
 
 
 @web.middleware

@@ -43,3 +43,5 @@ ROUTER = web.AppKey("router", Router)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 METRICS = web.AppKey("metrics", Metrics)
 NOTIFIER = web.AppKey("notifier", Notifier)
+# routes whose errors are `{"detail": message}` (the simple REST server's shape), not OpenAI's
+DETAIL_PATHS = web.AppKey("detail_paths", frozenset[str])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.llamacpp.completion import completion, props
+from gateway.llamacpp.embedding import embedding
 from gateway.llamacpp.tokenize import detokenize, tokenize
 
 
@@ -13,3 +14,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/props", props)
     app.router.add_post("/tokenize", tokenize)
     app.router.add_post("/detokenize", detokenize)
+    app.router.add_post("/embedding", embedding)
+    app.router.add_post("/embeddings", embedding)

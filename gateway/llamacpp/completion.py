@@ -14,7 +14,6 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from gateway.errors import APIError
-from gateway.llamacpp.tokenize import default_model
 from gateway.middlewares import LOG_FIELDS
 from gateway.openai import sse
 from gateway.openai.body import read_body
@@ -99,7 +98,7 @@ def _final(
 async def completion(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, CompletionBody)
     settings, router = request.app[SETTINGS], request.app[ROUTER]
-    model = body.model or default_model(request)
+    model = body.model or settings.default_model()
     request[LOG_FIELDS]["model"] = model
     generate = body.generate(settings.default_max_tokens, settings.max_tokens_cap)
     started = time.perf_counter()
@@ -145,7 +144,7 @@ async def completion(request: web.Request) -> web.StreamResponse:
 async def props(request: web.Request) -> web.Response:
     """The default model's context, slots and chat template, from what its worker registered."""
     router = request.app[ROUTER]
-    model = request.query.get("model") or default_model(request)
+    model = request.query.get("model") or request.app[SETTINGS].default_model()
     workers = list(router.model(model).workers.values())
     if not workers:
         raise APIError(503, f"The model `{model}` is not loaded yet.", "model_not_ready")

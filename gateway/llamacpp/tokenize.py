@@ -26,15 +26,10 @@ class DetokenizeBody(StrictBody):
     model: str | None = Field(None, min_length=1)
 
 
-def default_model(request: web.Request) -> str:
-    """llama.cpp serves one model: without a `model`, these routes use the first chat model."""
-    return next(m.id for m in request.app[SETTINGS].models() if m.task == "generate")
-
-
 async def tokenize(request: web.Request) -> web.Response:
     body = await read_body(request, TokenizeBody)
     ask = Tokenize(uuid.uuid4().hex, body.content, body.add_special, body.with_pieces)
-    result = await request.app[ROUTER].ask(body.model or default_model(request), None, ask)
+    result = await request.app[ROUTER].ask(body.model or request.app[SETTINGS].default_model(), None, ask)
     assert isinstance(result, Tokenized)
     if result.pieces is None:
         return web.json_response({"tokens": result.tokens})
@@ -55,6 +50,6 @@ def _text_or_bytes(piece: bytes) -> str | list[int]:
 async def detokenize(request: web.Request) -> web.Response:
     body = await read_body(request, DetokenizeBody)
     ask = Detokenize(uuid.uuid4().hex, list(body.tokens))
-    result = await request.app[ROUTER].ask(body.model or default_model(request), None, ask)
+    result = await request.app[ROUTER].ask(body.model or request.app[SETTINGS].default_model(), None, ask)
     assert isinstance(result, Detokenized)
     return web.json_response({"content": result.text})

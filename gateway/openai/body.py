@@ -28,7 +28,8 @@ async def read_body(request: web.Request, schema: type[Body]) -> Body:
         if error["type"] == "model_type" and not error["loc"]:
             raise APIError(400, "The body must be a JSON object.", "invalid_body") from None
         param = _param(error["loc"])
-        message = f"Invalid value for `{param}`: {error['msg']}" if param else error["msg"]
+        reason = error["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own
+        message = f"Invalid value for `{param}`: {reason}" if param else reason
         code = "missing_required_parameter" if error["type"] == "missing" else "invalid_value"
         raise APIError(400, message, code, param or None) from None
 

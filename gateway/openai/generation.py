@@ -69,7 +69,7 @@ Shape = type[ChatShape] | type[CompletionShape]
 
 
 @dataclass
-class _Result:
+class Result:
     """What came back so far, and the request's timings for the metrics."""
 
     texts: list[list[str]]
@@ -115,7 +115,7 @@ async def respond(
     request: web.Request, body: Sampling, task: str, requests: list[Generate], shape: Shape
 ) -> web.StreamResponse:
     settings, router = request.app[SETTINGS], request.app[ROUTER]
-    result = _Result(
+    result = Result(
         texts=[[] for _ in requests],
         finish=[None] * len(requests),
         metrics=request.app[METRICS],
@@ -151,7 +151,7 @@ async def _stream(
     task: str,
     requests: list[Generate],
     shape: Shape,
-    result: _Result,
+    result: Result,
     deadline: float,
 ) -> web.StreamResponse:
     head = {**result.header, "object": shape.chunk_object}
@@ -194,7 +194,7 @@ async def _write(
     response: web.StreamResponse,
     head: dict[str, object],
     shape: Shape,
-    result: _Result,
+    result: Result,
     index: int,
     delta: Delta,
 ) -> None:

@@ -8,9 +8,11 @@ from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
 from gateway.llamacpp.completion import CompletionBody
+from gateway.llamacpp.embedding import EmbeddingBody
 from gateway.llamacpp.tokenize import DetokenizeBody, TokenizeBody
 from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.openai.tokenize import DetokenizeRequest, TokenizeRequest
+from gateway.simple.generate import BatchBody, ChatBody, GenerateBody
 from gateway.state import ROUTER
 
 _ERROR = {
@@ -29,10 +31,12 @@ _ERROR = {
         }
     },
 }
+_DETAIL = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
 
 
-def _answers(ok: str) -> dict[str, Any]:
-    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+def _answers(ok: str, error_schema: str = "Error") -> dict[str, Any]:
+    """`error_schema`: Error (OpenAI's shape) or Detail (the simple routes' `{"detail"}`)."""
+    error = {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{error_schema}"}}}}
     answers: dict[str, Any] = {"200": {"description": ok}}
     for status, what in [
         ("400", "invalid request"),
@@ -47,19 +51,21 @@ def _answers(ok: str) -> dict[str, Any]:
     return answers
 
 
-def _post(schema: str, summary: str) -> dict[str, Any]:
+def _post(schema: str, summary: str, error_schema: str = "Error") -> dict[str, Any]:
     body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
     return {
         "post": {
             "summary": summary,
             "requestBody": {"required": True, "content": body},
-            "responses": _answers("a completion, or server-sent events when `stream` is true"),
+            "responses": _answers("a completion, or server-sent events when `stream` is true", error_schema),
         }
     }
 
 
-def _get(summary: str, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": _answers(summary)}
+def _get(
+    summary: str, parameters: list[dict[str, Any]] | None = None, error_schema: str = "Error"
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": summary, "responses": _answers(summary, error_schema)}
     if parameters:
         operation["parameters"] = parameters
     return {"get": operation}
@@ -74,6 +80,10 @@ _BODIES = (
     TokenizeBody,
     DetokenizeBody,
     CompletionBody,
+    EmbeddingBody,
+    GenerateBody,
+    ChatBody,
+    BatchBody,
 )
 
 
@@ -92,6 +102,8 @@ def document(models: list[str]) -> dict[str, Any]:
         "DetokenizeRequest",
     ):
         defs["$defs"][name]["properties"]["model"] = served
+    for name in ("EmbeddingBody", "GenerateBody", "ChatBody", "BatchBody"):  # model optional here
+        defs["$defs"][name]["properties"]["model"] = {"anyOf": [served, {"type": "null"}]}
     model = [{"name": "model", "in": "path", "required": True, "schema": served}]
     return {
         "openapi": "3.1.0",
@@ -106,12 +118,20 @@ def document(models: list[str]) -> dict[str, Any]:
             "/props": _get("The default model's context, slots and chat template (llama.cpp's shape)"),
             "/tokenize": _post("TokenizeBody", "A text's tokens (llama.cpp's shape)"),
             "/detokenize": _post("DetokenizeBody", "Tokens' text (llama.cpp's shape)"),
+            "/embedding": _post("EmbeddingBody", "Embeddings (llama.cpp's shape)"),
+            "/embeddings": _post("EmbeddingBody", "Embeddings (llama.cpp's shape)"),
+            "/generate": _post("GenerateBody", "Text generation (simple REST)", "Detail"),
+            "/chat": _post("ChatBody", "Chat (simple REST)", "Detail"),
+            "/generate/batch": _post("BatchBody", "Prompts generated together (simple REST)", "Detail"),
+            "/models/current": _get("The default model and the loaded ones (simple REST)", None, "Detail"),
+            "/models/available": _get("Every model and its state (simple REST)", None, "Detail"),
+            "/system/info": _get("CPU, memory, devices, loaded models (simple REST)", None, "Detail"),
             "/v1/models": _get("The models served"),
             "/v1/models/status": _get("Per-model state and counters"),
             "/v1/models/{model}": _get("One model", model),
             "/health": _get("Ready, or 503 while a model loads"),
         },
-        "components": {"schemas": {**defs["$defs"], "Error": _ERROR}},
+        "components": {"schemas": {**defs["$defs"], "Error": _ERROR, "Detail": _DETAIL}},
         "security": [{}, {"bearer": []}],
     }
 

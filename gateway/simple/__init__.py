@@ -1,0 +1,24 @@
+"""Routes in the shapes of the simple FastAPI-style server our users ran before: /generate, /chat,
+/generate/batch, /models/*, /system/info. Their errors are `{"detail": message}`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.simple import generate, models
+from gateway.state import DETAIL_PATHS
+
+
+def add_routes(app: web.Application) -> None:
+    routes = [
+        web.post("/generate", generate.generate),
+        web.post("/chat", generate.chat),
+        web.post("/generate/batch", generate.generate_batch),
+        web.post("/models/load", models.load),
+        web.get("/models/current", models.current),
+        web.get("/models/available", models.available),
+        web.post("/models/unload", models.unload),
+        web.get("/system/info", models.system_info),
+    ]
+    app.router.add_routes(routes)
+    app[DETAIL_PATHS] = frozenset(route.path for route in routes)
