@@ -31,11 +31,12 @@ class WorkerSettings(BaseSettings):
     model: str = Field(description="the model id this worker registers")
     source: str = Field(description="a model path, or pkg:PACKAGE/FILE inside an installed package")
     connect: str = Field(description="the gateway's router address, ipc://... or tcp://...")
-    engine: Literal["torch", "openvino"] = "torch"
+    engine: Literal["torch", "openvino", "onnx"] = "torch"
     task: Literal["generate", "embedding"] = Field("generate", description="what the model does")
     device: str = Field(
         "cpu",
-        description="torch: cpu, cuda or auto; openvino: cpu, gpu, npu or auto (npu > gpu > cpu)",
+        description="torch: cpu, cuda or auto; openvino: cpu, gpu, npu or auto (npu > gpu > cpu); "
+        "onnx: the execution provider, cpu, cuda, dml, qnn or openvino",
     )
     max_batch: int = Field(8, ge=1, description="sequences decoded together in one step")
     context_length: int | None = Field(None, ge=16, description="cap the model's context (tokens)")
@@ -61,6 +62,10 @@ class WorkerSettings(BaseSettings):
     npu_min_response_len: int = Field(128, ge=1, description="openvino npu: tokens always left to generate")
     compiled_cache_dir: Path | None = Field(
         None, description="openvino gpu/npu: compiled models kept here (default: CACHE_DIR/openvino-compiled)"
+    )
+    # --- onnx ---
+    onnx_precision: Literal["int4", "fp16", "fp32"] = Field(
+        "int4", description="onnx: the weights the model builder writes when it converts a source"
     )
     temperature: float = Field(1.0, ge=0.0, description="default for requests that leave it out")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="default for requests that leave it out")

@@ -27,4 +27,8 @@ def load_engine(settings: WorkerSettings) -> Engine:
         from workers.engines.openvino import load
 
         return load(settings)
+    if settings.engine == "onnx":
+        from workers.engines.onnx import load as load_onnx
+
+        return load_onnx(settings)
     raise ValueError(f"unknown engine {settings.engine!r}")

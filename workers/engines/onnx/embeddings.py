@@ -1,0 +1,69 @@
+"""Embeddings on ONNX Runtime: the encoder exported once to ONNX (dynamic batch and sequence axes,
+kept in the model cache) through torch.export and torch.onnx's exporter, then run by an
+onnxruntime.InferenceSession. Pooling and normalization are the shared Embedder's."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import structlog
+
+from workers.engines.embedder import Embedder
+from workers.engines.encoder_export import cache_location, export_encoder
+from workers.model_files import load_tokenizer
+
+log = structlog.get_logger()
+ENCODER = "encoder.onnx"
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+
+
+def onnx_location(cache_dir: Path, model_dir: Path) -> Path:
+    return cache_location(cache_dir / "onnx", model_dir)
+
+
+def export_to_onnx(model_dir: Path, target: Path) -> None:
+    """Hugging Face encoder → target/encoder.onnx (written whole, then renamed)."""
+    import torch
+
+    log.info("exporting the encoder to ONNX", source=str(model_dir), target=str(target))
+    program = export_encoder(model_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".exporting-"))
+    try:
+        torch.onnx.export(program, f=str(staging / ENCODER), dynamo=True, external_data=False)
+        staging.rename(target)
+    except OSError:
+        if not (target / ENCODER).exists():  # another worker may have finished first
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class OnnxEmbedder(Embedder):
+    def __init__(self, model_dir: Path, provider: str, threads: int, cache_dir: Path) -> None:
+        if provider not in PROVIDERS:
+            raise ValueError(f"the onnx engine runs on {', '.join(PROVIDERS)}; not on {provider!r}")
+        location = onnx_location(cache_dir, model_dir)
+        if not (location / ENCODER).exists():
+            export_to_onnx(model_dir, location)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self.session = ort.InferenceSession(str(location / ENCODER), options, providers=[PROVIDERS[provider]])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        dimension = int(self.session.get_outputs()[0].shape[-1])
+        super().__init__(model_dir, load_tokenizer(model_dir), "onnx", provider, dimension)
+        log.info("onnx embedder ready", provider=provider, model=str(location), dimension=dimension)
+
+    def hidden_states(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
+        return self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
