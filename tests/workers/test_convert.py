@@ -1,4 +1,4 @@
-"""`enginehouse convert --to openvino`: the real command on the packaged models, into a fresh
+"""`enginehouse convert --to openvino|onnx`: the real command on the packaged models, into a fresh
 cache; what cannot convert here is refused with the reason, and bad flags get one line, no
 traceback."""
 
@@ -29,6 +29,18 @@ def test_the_packaged_models_convert_once_with_progress(tmp_path):
     assert len(list((tmp_path / "openvino").glob("*/encoder.xml"))) == 1
 
 
+def test_to_onnx_builds_the_chat_model_and_exports_the_encoder(tmp_path):
+    chat = convert(CHAT, "--to", "onnx", "--precision", "int4", "--cache-dir", str(tmp_path))
+    assert chat.returncode == 0, chat.stderr
+    assert "Hugging Face directory" in chat.stdout and "model builder" in chat.stdout
+    (built,) = (tmp_path / "onnx").glob("*int4*")
+    assert (built / "genai_config.json").exists() and (built / "tokenizer.json").exists()
+    encoder = convert(EMBED, "--to", "onnx", "--cache-dir", str(tmp_path))
+    assert encoder.returncode == 0, encoder.stderr
+    assert len(list((tmp_path / "onnx").glob("*/encoder.onnx"))) == 1
+    assert not list((tmp_path / "onnx").glob(".*"))  # no staging directory left behind
+
+
 def test_what_does_not_convert_is_refused_with_the_reason(tmp_path):
     llama = tmp_path / "llama"
     llama.mkdir()
@@ -37,14 +49,19 @@ def test_what_does_not_convert_is_refused_with_the_reason(tmp_path):
     assert refused.returncode == 1 and "is a LlamaForCausalLM directory" in refused.stderr
     empty = convert(str(tmp_path), "--to", "openvino", "--cache-dir", str(tmp_path / "c"))
     assert empty.returncode == 1 and "neither a GGUF file nor" in empty.stderr
+    bert = tmp_path / "classifier"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
+    not_causal = convert(str(bert), "--to", "onnx", "--cache-dir", str(tmp_path))
+    assert not_causal.returncode == 1 and "to ONNX convert causal LMs" in not_causal.stderr
     missing = convert("/no/such/model", "--to", "openvino")
     assert missing.returncode == 1 and "does not exist" in missing.stderr
-    for result in (refused, empty, missing):
+    for result in (refused, empty, not_causal, missing):
         assert "Traceback" not in result.stderr
 
 
 def test_bad_flags_get_one_line_and_status_2():
-    for command in (["convert", CHAT, "--to", "onnx"], ["serve", "--port", "abc"], ["worker"]):
+    for command in (["convert", CHAT, "--to", "tensorrt"], ["serve", "--port", "abc"], ["worker"]):
         result = subprocess.run(
             [sys.executable, "-m", "gateway", *command], capture_output=True, text=True, timeout=60
         )
