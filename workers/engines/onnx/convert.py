@@ -9,6 +9,7 @@ config.json goes beside them, for the context length. The directory is what the 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -25,6 +26,16 @@ log = structlog.get_logger()
 
 Precision = Literal["int4", "fp16", "fp32"]
 GENAI_CONFIG = "genai_config.json"
+
+
+def require_convert_extra() -> None:
+    """Building or exporting ONNX needs the `convert` extra; serving a built model does not."""
+    missing = [m for m in ("onnx", "onnx_ir", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise RuntimeError(
+            f"converting to ONNX needs {', '.join(missing)}: pip install 'enginehouse[convert]' "
+            "(make install does), or convert on a machine that has them and copy the cache"
+        )
 
 
 def onnx_directory(cache_dir: Path, source: Path, precision: Precision) -> Path:
@@ -58,6 +69,7 @@ def build(
     target = onnx_directory(cache_dir, source, precision)
     if (target / GENAI_CONFIG).exists():
         return target
+    require_convert_extra()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
     try:

@@ -14,6 +14,7 @@ import structlog
 
 from workers.engines.embedder import Embedder
 from workers.engines.encoder_export import cache_location, export_encoder
+from workers.engines.onnx.convert import require_convert_extra
 from workers.model_files import load_tokenizer
 
 log = structlog.get_logger()
@@ -35,6 +36,7 @@ def export_to_onnx(model_dir: Path, target: Path) -> None:
     """Hugging Face encoder → target/encoder.onnx (written whole, then renamed)."""
     import torch
 
+    require_convert_extra()
     log.info("exporting the encoder to ONNX", source=str(model_dir), target=str(target))
     program = export_encoder(model_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
