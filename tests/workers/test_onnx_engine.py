@@ -28,7 +28,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(built):
-    return OnnxEngine(built, load_tokenizer(built), "cpu", 1, 4, genai_context_length(built), 1.0, 1.0)
+    return OnnxEngine(built, load_tokenizer(built), "cpu", 1, 4, genai_context_length(built))
 
 
 def test_the_gguf_is_built_once_with_its_tokenizer_and_config(built):

@@ -35,6 +35,4 @@ def load(settings: WorkerSettings) -> Engine:
         settings.threads,
         settings.max_batch,
         length,
-        settings.temperature,
-        settings.top_p,
     )

@@ -61,14 +61,11 @@ class OnnxEngine(Engine):
         threads: int,
         max_batch: int,
         context_length: int,
-        temperature: float,
-        top_p: float,
     ) -> None:
         self.model = og.Model(_config(directory, provider, threads))
         self.tokenizer = tokenizer
         self.vocab_size = len(tokenizer)
         self.context_length, self.max_batch = context_length, max_batch
-        self.defaults = (temperature, top_p)  # the model's, for requests that leave them out
         self.eos_ids = {tokenizer.eos_token_id} - {None}
         self.running: list[_Running] = []
         self.waiting: list[_Running] = []
@@ -87,8 +84,9 @@ class OnnxEngine(Engine):
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
     def _generator(self, params: SamplingParams, prompt: list[int], budget: int) -> Any:
-        temperature = self.defaults[0] if params.temperature is None else params.temperature
-        top_p = self.defaults[1] if params.top_p is None else params.top_p
+        # the worker has filled in the model's temperature and top_p where the request had none
+        temperature = 1.0 if params.temperature is None else params.temperature
+        top_p = 1.0 if params.top_p is None else params.top_p
         seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little") >> 1
         options: dict[str, Any] = {
             "max_length": len(prompt) + budget,
