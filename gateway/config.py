@@ -16,7 +16,7 @@ class ModelSpec(BaseModel):
 
     id: str
     source: str
-    engine: Literal["torch", "openvino", "onnx"] = "torch"
+    engine: Literal["torch", "openvino", "onnx", "test"] = "torch"
     task: Literal["generate", "embedding"] = "generate"  # generate: chat and completions
     device: str = "cpu"
     max_batch: int | None = None  # None: the gateway's --max-batch
@@ -53,6 +53,9 @@ DEFAULT_MODELS = [
         for engine in ("openvino", "torch", "onnx")
     ),
 ]
+
+# a worker with no model that streams tokens as fast as it is asked (--test-engine only)
+TEST_ENGINE = ModelSpec(id="test-engine", source="none", engine="test", preload=True)
 
 
 class Settings(BaseSettings):
@@ -99,6 +102,11 @@ class Settings(BaseSettings):
         True,
         description="also serve each default model on every engine (-openvino, -torch, -onnx), "
         "loaded on first use",
+    )
+    test_engine: bool = Field(
+        False,
+        description="also serve `test-engine`: no model, tokens as fast as the path carries them "
+        "(for measuring the gateway's own cost; never for users)",
     )
     max_tokens_cap: int | None = Field(
         None,
@@ -152,6 +160,8 @@ class Settings(BaseSettings):
 
     def models(self) -> list[ModelSpec]:
         models = DEFAULT_MODELS if self.engine_variants else [m for m in DEFAULT_MODELS if m.preload]
+        if self.test_engine:
+            models = [*models, TEST_ENGINE]
         return [m.model_copy(update={"device": self.device or m.device}) for m in models]
 
     def default_model(self, task: str = "generate") -> str:

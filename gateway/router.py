@@ -44,6 +44,7 @@ from protocol.codec import DecodeError
 log = structlog.get_logger()
 
 Request = Generate | Embed | Tokenize | Detokenize
+YIELD_EVERY_S = 0.0005  # the longest the socket loop reads before the handlers run
 Answer = Embeddings | Tokenized | Detokenized  # the one reply of a request that is not generation
 
 
@@ -316,6 +317,7 @@ class Router:
         )
 
     async def _receive(self) -> None:
+        yielded = time.perf_counter()
         while True:
             identity, frame = await self._socket.recv_multipart()
             try:
@@ -336,6 +338,13 @@ class Router:
                     worker.last_seen = time.monotonic()
             elif isinstance(message, Register):
                 self._register(identity, message)
+            # A frame already queued is returned without a trip through the event loop, so a
+            # worker sending faster than we read would keep the handlers from writing anything
+            # until its burst ended (the first token of a long answer then came with the last).
+            # Every YIELD_EVERY_S the handlers get their turn, and write what came meanwhile at once.
+            if time.perf_counter() - yielded > YIELD_EVERY_S:
+                await asyncio.sleep(0)
+                yielded = time.perf_counter()
 
     def _step_output(self, identity: bytes, message: StepOutput) -> None:
         for delta in message.deltas:

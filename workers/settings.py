@@ -31,7 +31,7 @@ class WorkerSettings(BaseSettings):
     model: str = Field(description="the model id this worker registers")
     source: str = Field(description="a model path, or pkg:PACKAGE/FILE inside an installed package")
     connect: str = Field(description="the gateway's router address, ipc://... or tcp://...")
-    engine: Literal["torch", "openvino", "onnx"] = "torch"
+    engine: Literal["torch", "openvino", "onnx", "test"] = "torch"  # test: no model (test_engine.py)
     task: Literal["generate", "embedding"] = Field("generate", description="what the model does")
     device: str = Field(
         "cpu",

@@ -168,14 +168,19 @@ async def _stream(
             # (a prompt over the context, say) is answered with its own status, not a 200 stream.
             first = await anext(deltas, None)
             response = await sse.open_stream(request)
-            for index in range(len(requests)):
-                start = shape.start(index)
-                if start is not None:
-                    await response.write(sse.event({**head, "choices": [start]}))
+            starts = (shape.start(index) for index in range(len(requests)))
+            pending = [sse.event({**head, "choices": [start]}) for start in starts if start is not None]
             if first is not None:
-                await _write(response, head, shape, result, *first)
+                pending.append(_events(head, shape, result, *first))
+            await response.write(b"".join(pending))
+            pending.clear()
             async for index, delta in deltas:
-                await _write(response, head, shape, result, index, delta)
+                pending.append(_events(head, shape, result, index, delta))
+                if stream.queue.empty():  # what is ready leaves in one write, the rest as it comes
+                    await response.write(b"".join(pending))
+                    pending.clear()
+            if pending:
+                await response.write(b"".join(pending))
     except (APIError, TimeoutError) as exc:
         error = exc if isinstance(exc, APIError) else APIError(504, "The request took too long.", "timeout")
         if response is None:
@@ -190,16 +195,12 @@ async def _stream(
     return response
 
 
-async def _write(
-    response: web.StreamResponse,
-    head: dict[str, object],
-    shape: Shape,
-    result: Result,
-    index: int,
-    delta: Delta,
-) -> None:
+def _events(head: dict[str, object], shape: Shape, result: Result, index: int, delta: Delta) -> bytes:
+    """The SSE events of one delta: its text, and its finish reason when it is the last."""
     result.add(index, delta)
+    events = b""
     if delta.text:
-        await response.write(sse.event({**head, "choices": [shape.piece(index, delta.text, None)]}))
+        events += sse.event({**head, "choices": [shape.piece(index, delta.text, None)]})
     if delta.finish_reason is not None:
-        await response.write(sse.event({**head, "choices": [shape.piece(index, "", delta.finish_reason)]}))
+        events += sse.event({**head, "choices": [shape.piece(index, "", delta.finish_reason)]})
+    return events

@@ -8,6 +8,10 @@ from workers.sources import resolve
 
 
 def load_engine(settings: WorkerSettings) -> Engine:
+    if settings.engine == "test":  # only by explicit configuration: see test_engine.py
+        from workers.engines.test_engine import TestTokenEngine
+
+        return TestTokenEngine(settings.max_batch)
     if settings.engine == "torch" and settings.task == "embedding":
         from workers.engines.torch_embeddings import TorchEmbedder
 

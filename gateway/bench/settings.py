@@ -1,0 +1,62 @@
+"""`enginehouse bench`'s options, as `vllm bench serve` users expect them."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SLOS = ("ttft", "tpot", "e2el")
+
+
+class BenchSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_prog_name="enginehouse bench",
+        populate_by_name=True,
+    )
+
+    url: str = Field("http://127.0.0.1:8000", description="the server's base URL, without /v1")
+    model: str = "smollm2-135m-instruct"
+    endpoint: Literal["chat", "completions", "embeddings"] = "chat"
+    api_key: str | None = None
+    concurrency: int = Field(1, ge=1, description="requests in flight at most")
+    request_rate: float = Field(
+        math.inf, gt=0, description="requests per second, Poisson arrivals (inf: all at once)"
+    )
+    num_requests: int | None = Field(None, ge=1, description="default: the concurrency")
+    duration: float | None = Field(
+        None, gt=0, description="a soak run: keep sending for this many seconds (num-requests ignored)"
+    )
+    max_tokens: int = Field(128, ge=1)
+    ignore_eos: bool = True
+    prompts: Path | None = Field(
+        None, description='JSONL: one {"prompt": ...} or {"messages": [...]} per line, optional max_tokens'
+    )
+    input_len: int = Field(
+        12, ge=1, description="built-in prompts: about this many words each (when no --prompts)"
+    )
+    seed: int = Field(0, description="for the built-in prompts and the arrival times")
+    goodput: list[str] = Field(
+        [], description="SLOs a good request meets, in ms: --goodput ttft:500,tpot:50,e2el:5000"
+    )
+    respect_rate_limit: bool = Field(False, description="on 429, wait Retry-After and send again")
+    json_out: Path | None = Field(None, alias="json", description="write the report as JSON here")
+    plot: Path | None = Field(None, description="draw TTFT/ITL distributions and throughput here (PNG)")
+    progress: bool = Field(True, description="a progress bar on stderr (when it is a terminal)")
+
+    @field_validator("goodput")
+    @classmethod
+    def _slos(cls, value: list[str]) -> list[str]:
+        for item in value:
+            name, _, ms = item.partition(":")
+            if name not in SLOS or not ms.replace(".", "", 1).isdigit():
+                raise ValueError(f"{item!r}: give NAME:MS with NAME one of {', '.join(SLOS)}")
+        return value
+
+    def slos(self) -> dict[str, float]:
+        return {name: float(ms) for name, _, ms in (item.partition(":") for item in self.goodput)}
