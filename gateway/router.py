@@ -326,7 +326,8 @@ class Router:
                 log.error("malformed message from a worker, ignored", error=str(exc))
                 continue
             if isinstance(message, StepOutput):
-                self._step_output(identity, message)
+                if self._step_output(identity, message):
+                    yielded = 0.0  # a first token: its handler writes it now, not 0.5 ms later
             elif isinstance(message, Embeddings | Tokenized | Detokenized | Failed):
                 stream = self.streams.get(message.request_id)
                 if stream is not None:
@@ -346,14 +347,17 @@ class Router:
                 await asyncio.sleep(0)
                 yielded = time.perf_counter()
 
-    def _step_output(self, identity: bytes, message: StepOutput) -> None:
+    def _step_output(self, identity: bytes, message: StepOutput) -> bool:
+        """Hand each delta to its stream; True when one is a stream's first."""
+        first = False
         for delta in message.deltas:
             stream = self.streams.get(delta.request_id)
             if stream is not None:
+                first = first or stream.first_token_timeout is not None
                 stream.queue.put_nowait(delta)
         worker = self.workers.get(identity)
         if worker is None:
-            return
+            return first
         worker.running, worker.waiting = message.running, message.waiting
         worker.last_seen = time.monotonic()
         state = self.models[worker.info.model]
@@ -364,6 +368,7 @@ class Router:
             if delta.finish_reason is not None:
                 state.prompt_tokens += delta.prompt_tokens
                 state.completion_tokens += delta.completion_tokens
+        return first
 
     def _register(self, identity: bytes, info: Register) -> None:
         if info.protocol_version != PROTOCOL_VERSION:
