@@ -37,7 +37,8 @@ log = structlog.get_logger()
 
 async def health(request: web.Request) -> web.Response:
     router, settings = request.app[ROUTER], request.app[SETTINGS]
-    loading = [m.id for m in settings.models() if m.preload and not router.models[m.id].workers]
+    # a preloaded model still loading (or restarting); one unloaded for idleness is not a fault
+    loading = [m.id for m in settings.models() if m.preload and router.models[m.id].state == "loading"]
     if loading:
         raise APIError(503, "Loading model", "model_loading")
     return web.json_response({"status": "ok"})
@@ -88,6 +89,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(_announce_ready(notifier, router, preloaded, settings)),
         asyncio.create_task(notifier.watchdog(router.healthy)),
+        asyncio.create_task(supervisor.reap_idle()),
     ]
     yield
     for task in tasks:

@@ -17,6 +17,11 @@ commands:
 enginehouse COMMAND --help shows a command's options."""
 
 
+def _alias(arg: str, aliases: dict[str, str]) -> str:
+    name, equals, value = arg.partition("=")
+    return aliases.get(name, name) + equals + value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
@@ -29,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         from protocol.settings import parse_settings
 
         # --api-key K, repeatable, as operators expect; the setting itself is a list, api_keys
-        rest = ["--api-keys" if arg == "--api-key" else arg for arg in rest]
+        # and --models FILE for the setting models_file (ENGINEHOUSE_MODELS_FILE)
+        aliases = {"--api-key": "--api-keys", "--models": "--models-file"}
+        rest = [_alias(arg, aliases) for arg in rest]
         serve(parse_settings(Settings, rest))
         return 0
     if command == "bench":

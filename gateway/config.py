@@ -5,29 +5,66 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gateway.errors import APIError
 from protocol.logs import LogFormat
+
+DEVICES = ("cpu", "cuda", "gpu", "npu", "auto", "dml", "qnn", "openvino", "none")
 
 
 class ModelSpec(BaseModel):
-    """A model the gateway can serve, and how to start its worker."""
+    """A model the gateway can serve, and how to start its worker: a table of the models file, or
+    one of the packaged defaults."""
 
-    id: str
-    source: str
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    source: str = Field(min_length=1)  # a path, pkg:PACKAGE/FILE, or a packaged default's id
     engine: Literal["torch", "openvino", "onnx", "test"] = "torch"
-    task: Literal["generate", "embedding"] = "generate"  # generate: chat and completions
+    # generate: chat and completions (a generation model serves both); embedding
+    task: Literal["generate", "embedding"] = "generate"
     device: str = "cpu"
-    max_batch: int | None = None  # None: the gateway's --max-batch
-    threads: int | None = None  # None: the worker's default (all cores)
-    context_length: int | None = None  # None: the model's own
+    replicas: int = Field(1, ge=1, le=64)  # worker processes; requests go to the least loaded
+    max_batch: int | None = Field(None, ge=1)  # None: the gateway's --max-batch
+    threads: int | None = Field(None, ge=1)  # None: the worker's default (all cores)
+    context_length: int | None = Field(None, ge=16)  # None: the model's own
     preload: bool = True
+    # seconds without a request before the model is unloaded; 0: never. None: never for a
+    # preloaded model, 300 for one loaded on demand
+    keep_alive: float | None = Field(None, ge=0)
     # sampling defaults for requests that leave them out (the model card's; OpenAI's otherwise)
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
     # engine options, passed to the worker as flags (`kv_cache_gb = 2` → --kv-cache-gb 2)
     options: dict[str, str | int | float | bool] = {}
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task(cls, value: object) -> object:
+        return "generate" if value in ("chat", "completion") else value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value.lower().split(".")[0] not in DEVICES:
+            raise ValueError(f"one of {', '.join(DEVICES)} (GPU.1-style indices allowed)")
+        return value
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        """Seconds, or Ollama's style: "30s", "5m", "1h"."""
+        if isinstance(value, str) and value[-1:] in "smh" and value[:-1].replace(".", "", 1).isdigit():
+            return float(value[:-1]) * {"s": 1, "m": 60, "h": 3600}[value[-1]]
+        return value
+
+    def idle_timeout(self) -> float:
+        """Seconds idle before an unload; 0 for never."""
+        if self.keep_alive is not None:
+            return self.keep_alive
+        return 0.0 if self.preload else 300.0
 
 
 _SMOLLM2 = ModelSpec(
@@ -70,6 +107,12 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    models_file: Path | None = Field(
+        None,
+        description="--models FILE: a TOML file, one table per model (see README); "
+        "without it, the packaged defaults",
+    )
+    _from_file: list[ModelSpec] | None = PrivateAttr(None)
     # --- who may call ---
     api_keys: Annotated[list[str], NoDecode] = Field(
         [], description="accepted API keys (--api-key K, repeatable; ENGINEHOUSE_API_KEYS=k1,k2)"
@@ -96,6 +139,12 @@ class Settings(BaseSettings):
         description="models converted for an engine (OpenVINO IR, compiled blobs) are kept here",
     )
     max_batch: int = Field(8, ge=1, description="sequences a worker decodes together in one step")
+    max_loaded_models: int = Field(
+        0,
+        ge=0,
+        description="most models loaded at once; past it the least recently used idle one "
+        "is unloaded (0: no limit)",
+    )
     threads: int | None = Field(None, ge=1, description="engine CPU threads (default: all cores)")
     device: str | None = Field(None, description="override the device of the default models")
     engine_variants: bool = Field(
@@ -159,7 +208,17 @@ class Settings(BaseSettings):
         return keys
 
     def models(self) -> list[ModelSpec]:
-        models = DEFAULT_MODELS if self.engine_variants else [m for m in DEFAULT_MODELS if m.preload]
+        """The models file's (read once; raises ModelsFileError), or the packaged defaults."""
+        if self.models_file is not None:
+            if self._from_file is None:
+                from gateway.models_file import load
+
+                self._from_file = load(self.models_file)
+            models = self._from_file
+        elif self.engine_variants:
+            models = DEFAULT_MODELS
+        else:
+            models = [m for m in DEFAULT_MODELS if m.preload]
         if self.test_engine:
             models = [*models, TEST_ENGINE]
         return [m.model_copy(update={"device": self.device or m.device}) for m in models]
@@ -167,4 +226,10 @@ class Settings(BaseSettings):
     def default_model(self, task: str = "generate") -> str:
         """For routes of single-model servers (llama.cpp's, the simple REST ones) called without a
         `model`: the first model of the task."""
-        return next(m.id for m in self.models() if m.task == task)
+        found = next((m.id for m in self.models() if m.task == task), None)
+        if found is None:
+            kind = "chat" if task == "generate" else task
+            raise APIError(
+                404, f"This server serves no {kind} model; name one with `model`.", "model_not_found"
+            )
+        return found

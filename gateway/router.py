@@ -75,6 +75,11 @@ class ModelState:
     last_error: str | None = None
     loading: bool = False  # a worker was asked for (preload or first request)
     restarts: int = 0  # workers started again after one exited
+    last_used: float = field(default_factory=time.monotonic)  # a request began or ended
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(w.in_flight) for w in self.workers.values())
 
     @property
     def state(self) -> str:
@@ -96,10 +101,12 @@ class ModelState:
                     "pid": w.info.pid,
                     "uptime_s": round(time.time() - w.started, 1),
                     "max_batch": w.info.max_batch,
+                    "in_flight": len(w.in_flight),
+                    "running": w.running,
                 }
                 for w in workers
             ],
-            "in_flight": sum(len(w.in_flight) for w in workers),
+            "in_flight": self.in_flight,
             "running": sum(w.running for w in workers),
             "waiting": sum(w.waiting for w in workers),
             "tokens_generated": self.tokens_generated,
@@ -232,6 +239,7 @@ class Router:
     async def open(self, model: str, task: str | None, requests: Sequence[Request]) -> AsyncIterator[Stream]:
         """Send the requests to one worker of `model`; on leaving, cancel whatever is unfinished."""
         state = self.model(model)
+        state.last_used = time.monotonic()
         if not state.workers:
             await self.wait_ready(model)
         worker = min(state.workers.values(), key=lambda w: len(w.in_flight))
@@ -260,6 +268,7 @@ class Router:
                 self._send(worker.identity, self.codec.encode(request))
             yield stream
         finally:  # also on cancellation (client gone): no await here, the Cancel leaves at once
+            state.last_used = time.monotonic()
             for request_id in stream.index:
                 self.streams.pop(request_id, None)
                 worker.in_flight.discard(request_id)

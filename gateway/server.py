@@ -4,16 +4,24 @@ graceful drain on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import uvloop
 from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.models_file import ModelsFileError
 from protocol.logs import configure_logging
 
 
 def serve(settings: Settings) -> None:
+    try:
+        settings.models()  # a models file is read and checked before anything starts
+    except ModelsFileError as exc:
+        for line in str(exc).splitlines():
+            print(f"enginehouse serve: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
     configure_logging(settings.log_format, settings.log_level)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(

@@ -9,6 +9,7 @@ import itertools
 import os
 import signal
 import sys
+import time
 
 import structlog
 
@@ -23,22 +24,55 @@ class Supervisor:
         self.settings, self.router = settings, router
         self.specs = {spec.id: spec for spec in settings.models()}
         self.processes: dict[str, asyncio.subprocess.Process] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}  # by model: keeps its worker running
+        self._tasks: dict[str, list[asyncio.Task[None]]] = {}  # by model: keep its replicas running
+        self._background: set[asyncio.Task[None]] = set()  # unloads it started itself
         self._owner: dict[str, str] = {}  # worker id → model
         self._unloading: set[str] = set()
         self._serial = itertools.count(1)
         self._stopping = False
 
     def start(self, model: str) -> None:
-        """Start the model's worker and keep it running until it is unloaded or the gateway stops."""
-        if model not in self._tasks:
-            self._tasks[model] = asyncio.create_task(self._keep_running(self.specs[model]))
+        """Start the model's workers (its replicas) and keep them running until it is unloaded or
+        the gateway stops. Past --max-loaded-models, the least recently used idle model goes."""
+        if model in self._tasks:
+            return
+        limit = self.settings.max_loaded_models
+        if limit and len(self._tasks) - len(self._unloading) >= limit:
+            self._evict(model)
+        spec = self.specs[model]
+        self._tasks[model] = [asyncio.create_task(self._keep_running(spec)) for _ in range(spec.replicas)]
+
+    def _evict(self, arriving: str) -> None:
+        idle = [
+            state
+            for name, state in self.router.models.items()
+            if name in self._tasks and name not in self._unloading and state.in_flight == 0
+        ]
+        if not idle:
+            log.warning("more models loaded than --max-loaded-models: none is idle", model=arriving)
+            return
+        victim = min(idle, key=lambda state: state.last_used)
+        log.info("unloading the least recently used model", model=victim.name, to_load=arriving)
+        self._background.add(task := asyncio.create_task(self.unload(victim.name)))
+        task.add_done_callback(self._background.discard)
+
+    async def reap_idle(self, every: float = 1.0) -> None:
+        """Unload each model idle for longer than its keep_alive (0: never)."""
+        while True:
+            await asyncio.sleep(every)
+            now = time.monotonic()
+            for name in [n for n in self._tasks if n not in self._unloading]:
+                timeout, state = self.specs[name].idle_timeout(), self.router.models[name]
+                if timeout and state.workers and state.in_flight == 0 and now - state.last_used > timeout:
+                    log.info("unloading an idle model", model=name, keep_alive_s=timeout)
+                    self._background.add(task := asyncio.create_task(self.unload(name)))
+                    task.add_done_callback(self._background.discard)
 
     async def unload(self, model: str) -> None:
         """Let the model's workers finish what they hold (up to the drain timeout), then stop them.
         Unloading a model that is not loaded does nothing."""
-        task = self._tasks.get(model)
-        if task is None or model in self._unloading:
+        replicas = self._tasks.get(model)
+        if replicas is None or model in self._unloading:
             return
         self._unloading.add(model)  # no restart from here on
         self.router.shutdown_workers(drain=True, model=model)
@@ -49,7 +83,7 @@ class Supervisor:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*replicas, return_exceptions=True)
         del self._tasks[model]
         self._unloading.discard(model)
         self.router.unloaded(model)
@@ -145,6 +179,7 @@ class Supervisor:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-        for task in self._tasks.values():
+        tasks = [task for replicas in self._tasks.values() for task in replicas]
+        for task in [*tasks, *self._background]:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, *self._background, return_exceptions=True)

