@@ -37,9 +37,11 @@ log = structlog.get_logger()
 
 async def health(request: web.Request) -> web.Response:
     router, settings = request.app[ROUTER], request.app[SETTINGS]
-    # a preloaded model still loading (or restarting); one unloaded for idleness is not a fault
-    loading = [m.id for m in settings.models() if m.preload and router.models[m.id].state == "loading"]
-    if loading:
+    # a preloaded model still loading (or restarting), or failing; one unloaded for idleness is fine
+    states = {router.models[m.id].state for m in settings.models() if m.preload}
+    if "failed" in states:
+        raise APIError(503, "A model fails to start: see /v1/models/status", "model_failed")
+    if "loading" in states:
         raise APIError(503, "Loading model", "model_loading")
     return web.json_response({"status": "ok"})
 

@@ -76,6 +76,8 @@ class ModelState:
     loading: bool = False  # a worker was asked for (preload or first request)
     restarts: int = 0  # workers started again after one exited
     last_used: float = field(default_factory=time.monotonic)  # a request began or ended
+    draining: bool = False  # being unloaded: its workers finish what they hold, then stop
+    failed: bool = False  # its workers keep dying before they serve (a crash loop)
 
     @property
     def in_flight(self) -> int:
@@ -83,7 +85,11 @@ class ModelState:
 
     @property
     def state(self) -> str:
-        return "ready" if self.workers else "loading" if self.loading else "registered"
+        if self.draining:
+            return "draining"
+        if self.workers:
+            return "ready"
+        return "failed" if self.failed else "loading" if self.loading else "registered"
 
     def status(self) -> dict[str, object]:
         workers = list(self.workers.values())
@@ -201,26 +207,35 @@ class Router:
         return bool(self._tasks) and not any(task.done() for task in self._tasks)
 
     async def wait_ready(self, model: str) -> None:
-        """Load the model if it is not loaded, and wait for its first worker, bounded."""
+        """Load the model if it is not loaded, and wait for its first worker, bounded; a model in
+        a crash loop is refused at once, with the reason, rather than waited for."""
         state = self.models[model]
-        if state.workers:
-            return
         self.load(model)
-        try:
-            await asyncio.wait_for(state.ready.wait(), self.bounds.load_timeout)
-        except TimeoutError:
-            reason = f": {state.last_error}" if state.last_error else ""
-            raise APIError(
-                503,
-                f"The model `{model}` is not loaded yet{reason}",
-                "model_not_ready",
-                headers={"Retry-After": "5"},
-            ) from None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.bounds.load_timeout
+        while not state.workers:
+            if state.failed:
+                raise APIError(
+                    503,
+                    f"The model `{model}` fails to start ({state.last_error}); the server keeps retrying.",
+                    "model_failed",
+                    headers={"Retry-After": "30"},
+                )
+            if loop.time() >= deadline:
+                reason = f": {state.last_error}" if state.last_error else ""
+                raise APIError(
+                    503,
+                    f"The model `{model}` is not loaded yet{reason}",
+                    "model_not_ready",
+                    headers={"Retry-After": "5"},
+                )
+            with contextlib.suppress(TimeoutError):  # a look at `failed` each second
+                await asyncio.wait_for(state.ready.wait(), min(1.0, deadline - loop.time()))
 
     def unloaded(self, model: str) -> None:
         """Its workers are gone on purpose: the next request loads it again."""
         state = self.models[model]
-        state.loading, state.last_error = False, None
+        state.loading, state.last_error, state.draining, state.failed = False, None, False, False
 
     async def start(self) -> None:
         self._socket.bind(self.address)
@@ -298,6 +313,7 @@ class Router:
         for state in self.models.values():
             if model is not None and state.name != model:
                 continue
+            state.draining = drain and model is not None  # an unload, not the gateway stopping
             for worker in state.workers.values():
                 self._send(worker.identity, self.codec.encode(Shutdown(drain=drain)))
 
@@ -392,7 +408,7 @@ class Router:
             self._send(identity, self.codec.encode(Refused(reason)))
             return
         state.workers[identity] = self.workers[identity] = Worker(identity, info)
-        state.last_error = None
+        state.last_error, state.failed = None, False
         state.ready.set()
         log.info(
             "worker registered",

@@ -17,6 +17,7 @@ from gateway.config import ModelSpec, Settings
 from gateway.router import Router
 
 log = structlog.get_logger()
+CRASH_LOOP = 3  # quick exits in a row that mark a model failed (restarts go on, at the backoff)
 
 
 class Supervisor:
@@ -95,7 +96,8 @@ class Supervisor:
             process.kill()
 
     async def _keep_running(self, spec: ModelSpec) -> None:
-        backoff = 1.0
+        backoff = min(1.0, self.settings.restart_backoff_max)
+        quick_exits = 0  # in a row, each within a minute of its start
         while not self._stopping and spec.id not in self._unloading:
             worker_id = f"{spec.id}-{next(self._serial)}"
             process = await asyncio.create_subprocess_exec(*self._command(spec, worker_id))
@@ -109,7 +111,11 @@ class Supervisor:
             if self._stopping or spec.id in self._unloading:
                 return
             if asyncio.get_running_loop().time() - started > 60:  # it ran a while: not a crash loop
-                backoff = 1.0
+                backoff, quick_exits = min(1.0, self.settings.restart_backoff_max), 0
+            quick_exits += 1
+            if quick_exits == CRASH_LOOP:
+                self.router.models[spec.id].failed = True
+                log.error("model failed: its worker keeps exiting", model=spec.id, exits=quick_exits)
             log.warning(
                 "worker exited, restarting",
                 model=spec.id,

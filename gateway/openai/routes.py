@@ -15,6 +15,7 @@ from gateway.openai.embeddings import embeddings
 from gateway.openai.generation import ChatShape, CompletionShape, respond
 from gateway.openai.openapi import openapi_json
 from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest, StrictBody
+from gateway.router import ModelState
 from gateway.state import ROUTER, SETTINGS, SUPERVISOR
 from protocol import Generate
 
@@ -49,19 +50,18 @@ def _token_limits(request: web.Request) -> tuple[int, int | None]:
     return settings.default_max_tokens, settings.max_tokens_cap
 
 
-def _model_object(name: str) -> dict[str, object]:
-    return {"id": name, "object": "model", "created": _STARTED, "owned_by": OWNER}
+def _model_object(state: ModelState) -> dict[str, object]:
+    """OpenAI's model object, and its state here (registered, loading, ready, draining, failed)."""
+    return {"id": state.name, "object": "model", "created": _STARTED, "owned_by": OWNER, "state": state.state}
 
 
 async def list_models(request: web.Request) -> web.Response:
-    models = request.app[ROUTER].models
-    return web.json_response({"object": "list", "data": [_model_object(name) for name in models]})
+    models = request.app[ROUTER].models.values()
+    return web.json_response({"object": "list", "data": [_model_object(state) for state in models]})
 
 
 async def get_model(request: web.Request) -> web.Response:
-    name = request.match_info["model"]
-    request.app[ROUTER].model(name)
-    return web.json_response(_model_object(name))
+    return web.json_response(_model_object(request.app[ROUTER].model(request.match_info["model"])))
 
 
 async def models_status(request: web.Request) -> web.Response:

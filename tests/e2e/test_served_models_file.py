@@ -31,6 +31,11 @@ source = "none"
 engine = "test"
 preload = false
 keep_alive = "1s"
+
+[broken]
+source = "/no/such/model"
+engine = "onnx"
+preload = false
 """
 
 
@@ -38,7 +43,9 @@ keep_alive = "1s"
 def served(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "models.toml"
     path.write_text(MODELS)
-    server = start_server("--models", str(path), "--max-loaded-models", "3", timeout=60)
+    server = start_server(
+        "--models", str(path), "--max-loaded-models", "3", "--restart-backoff-max", "0.2", timeout=60
+    )
     yield server, openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
     stop_server(server)
 
@@ -55,9 +62,10 @@ def wait_for(predicate, within=10.0):
 
 
 def test_the_file_is_what_is_served(served):
-    server, client = served
-    assert [m.id for m in client.models.list().data] == ["fast", "a", "b", "brief"]
-    assert [state(server, m) for m in ("fast", "a", "b", "brief")] == ["ready"] + ["registered"] * 3
+    client = served[1]
+    listed = client.models.list().data
+    assert [m.id for m in listed] == ["fast", "a", "b", "brief", "broken"]
+    assert [m.state for m in listed] == ["ready"] + ["registered"] * 4
 
 
 def test_replicas_take_requests_least_loaded_first(served):
@@ -108,3 +116,19 @@ def test_past_max_loaded_models_the_least_recently_used_goes(served):
     ask("brief")  # a fourth: b goes
     wait_for(lambda: state(server, "b") == "registered")
     assert [state(server, m) for m in ("fast", "a")] == ["ready"] * 2  # (brief goes idle in 1 s)
+
+
+def test_a_model_whose_worker_keeps_dying_is_marked_failed_with_its_error(served):
+    server, client = served
+    with pytest.raises(openai.APIStatusError) as error:
+        client.chat.completions.create(
+            model="broken", messages=[{"role": "user", "content": "hi"}], timeout=60
+        )
+    assert error.value.status_code == 503 and error.value.body["code"] == "model_failed"
+    status = server.status("broken")
+    assert status["state"] == "failed" and "exit code 1" in status["last_error"]
+    assert status["restarts"] >= 2
+    # the others are untouched, and the server is healthy: the broken model is not preloaded
+    assert state(server, "fast") == "ready" and httpx.get(f"{server.url}/health").status_code == 200
+    httpx.post(f"{server.url}/v1/models/unload", json={"name": "broken"}, timeout=30)
+    assert state(server, "broken") == "registered"  # unloading stops the retries
