@@ -54,8 +54,7 @@ class Supervisor:
             return
         victim = min(idle, key=lambda state: state.last_used)
         log.info("unloading the least recently used model", model=victim.name, to_load=arriving)
-        self._background.add(task := asyncio.create_task(self.unload(victim.name)))
-        task.add_done_callback(self._background.discard)
+        self._unload_soon(victim.name)
 
     async def reap_idle(self, every: float = 1.0) -> None:
         """Unload each model idle for longer than its keep_alive (0: never)."""
@@ -66,8 +65,12 @@ class Supervisor:
                 timeout, state = self.specs[name].idle_timeout(), self.router.models[name]
                 if timeout and state.workers and state.in_flight == 0 and now - state.last_used > timeout:
                     log.info("unloading an idle model", model=name, keep_alive_s=timeout)
-                    self._background.add(task := asyncio.create_task(self.unload(name)))
-                    task.add_done_callback(self._background.discard)
+                    self._unload_soon(name)
+
+    def _unload_soon(self, model: str) -> None:
+        """Unload in the background (the task is kept until done, and cancelled on stop)."""
+        self._background.add(task := asyncio.create_task(self.unload(model)))
+        task.add_done_callback(self._background.discard)
 
     async def unload(self, model: str) -> None:
         """Let the model's workers finish what they hold (up to the drain timeout), then stop them.
@@ -112,7 +115,8 @@ class Supervisor:
                 return
             if asyncio.get_running_loop().time() - started > 60:  # it ran a while: not a crash loop
                 backoff, quick_exits = min(1.0, self.settings.restart_backoff_max), 0
-            quick_exits += 1
+            else:
+                quick_exits += 1
             if quick_exits == CRASH_LOOP:
                 self.router.models[spec.id].failed = True
                 log.error("model failed: its worker keeps exiting", model=spec.id, exits=quick_exits)
