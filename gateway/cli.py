@@ -13,6 +13,7 @@ commands:
   worker   run one model worker (python -m workers)
   bench    load-test an OpenAI-compatible server (streamed tokens/s, TTFT, TPOT)
   convert  convert a model for an engine into the model cache (python -m workers.convert)
+  keys     write CurveZMQ key pairs for remote workers (enginehouse keys DIR)
 
 enginehouse COMMAND --help shows a command's options."""
 
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.bench import main as bench
 
         return bench(rest)
+    if command == "keys":
+        from protocol.curve import main as keys
+
+        return keys(rest)
     if command == "worker":  # another program: the gateway never imports an engine
         os.execv(sys.executable, [sys.executable, "-m", "workers", *rest])
     if command == "convert":  # the converters are the workers' code

@@ -131,6 +131,16 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         [], description="browser origins allowed to call the API (* for any); none by default"
     )
+    worker_bind: str | None = Field(
+        None,
+        description="also accept workers from other machines here, tcp://HOST:PORT "
+        "(enginehouse worker --connect)",
+    )
+    worker_keys: Path | None = Field(
+        None,
+        description="CurveZMQ keys for --worker-bind (a directory from `enginehouse keys`): the link "
+        "is encrypted and only workers whose public key is in DIR/workers get in",
+    )
     runtime_dir: Path | None = Field(
         None, description="where the router's ipc socket lives (default: a private temporary directory)"
     )

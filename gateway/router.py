@@ -14,10 +14,13 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 import zmq
 import zmq.asyncio
+import zmq.auth
+from zmq.auth.asyncio import AsyncioAuthenticator
 
 from gateway.errors import APIError
 from protocol import (
@@ -78,6 +81,7 @@ class ModelState:
     last_used: float = field(default_factory=time.monotonic)  # a request began or ended
     draining: bool = False  # being unloaded: its workers finish what they hold, then stop
     failed: bool = False  # its workers keep dying before they serve (a crash loop)
+    remote: bool = False  # served only by workers on other machines (no local worker to start)
 
     @property
     def in_flight(self) -> int:
@@ -169,17 +173,23 @@ class Bounds:
 
 
 class Router:
-    def __init__(self, address: str, bounds: Bounds) -> None:
-        self.address = address
+    def __init__(
+        self, address: str, bounds: Bounds, remote: str | None = None, keys: Path | None = None
+    ) -> None:
+        """`address`: the ipc:// socket of the supervisor's local workers. `remote`: a tcp://
+        address for workers on other machines, with CurveZMQ when `keys` (a directory made by
+        `enginehouse keys`) is given: only workers whose public key is in keys/workers/ get in."""
+        self.address, self.remote = address, remote
         self.bounds = bounds
         self.codec = GatewayCodec()
         self.models: dict[str, ModelState] = {}
         self.workers: dict[bytes, Worker] = {}  # by ZeroMQ identity (the worker id)
         self.streams: dict[str, Stream] = {}
         self._context = zmq.asyncio.Context()
-        self._socket = self._context.socket(zmq.ROUTER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a gone worker raises, not drops
+        self._socket = self._router_socket()
+        self._remote = self._router_socket() if remote else None
+        self._keys, self._authenticator = keys, None
+        self._socket_of: dict[bytes, zmq.asyncio.Socket] = {}  # remote workers' socket
         self._tasks: list[asyncio.Task[None]] = []
         self.on_silent: Callable[[str], None] = lambda worker_id: None  # the supervisor kills it
         self.on_demand: Callable[[str], None] = lambda model: None  # the supervisor starts one
@@ -198,7 +208,7 @@ class Router:
     def load(self, model: str) -> None:
         """Ask for a worker of the model (once: later requests wait for the same load)."""
         state = self.models[model]
-        if not state.loading:
+        if not state.loading and not state.remote:  # a remote-only model loads by its worker coming
             state.loading = True
             self.on_demand(model)
 
@@ -237,15 +247,41 @@ class Router:
         state = self.models[model]
         state.loading, state.last_error, state.draining, state.failed = False, None, False, False
 
+    def _router_socket(self) -> zmq.asyncio.Socket:
+        socket = self._context.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a gone worker raises, not drops
+        return socket
+
     async def start(self) -> None:
         self._socket.bind(self.address)
-        self._tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._watch())]
+        self._tasks = [asyncio.create_task(self._receive(self._socket)), asyncio.create_task(self._watch())]
+        if self._remote is not None and self.remote is not None:
+            if self._keys is not None:
+                self._authenticator = AsyncioAuthenticator(self._context)
+                self._authenticator.start()
+                self._authenticator.configure_curve(domain="*", location=str(self._keys / "workers"))
+                public, secret = zmq.auth.load_certificate(self._keys / "server.key_secret")
+                self._remote.curve_server = True
+                self._remote.curve_publickey, self._remote.curve_secretkey = public, secret
+            self._remote.bind(self.remote)
+            self._tasks.append(asyncio.create_task(self._receive(self._remote)))
+            if self._keys is None:
+                log.warning(
+                    "remote workers may connect WITHOUT keys: anyone reaching it can", address=self.remote
+                )
+            else:
+                log.info("remote workers with an accepted key may connect", address=self.remote)
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._socket.close(linger=0)
+        for socket in (self._socket, self._remote):
+            if socket is not None:
+                socket.close(linger=0)
+        if self._authenticator is not None:
+            self._authenticator.stop()
         self._context.term()
 
     # --- requests -----------------------------------------------------------------------
@@ -303,8 +339,9 @@ class Router:
 
     def _send(self, identity: bytes, payload: bytes) -> None:
         """Send now without waiting: a ROUTER socket only refuses when the peer is gone."""
+        socket = self._socket_of.get(identity, self._socket)
         with contextlib.suppress(zmq.ZMQError):  # the worker is gone; its exit fails its requests
-            self._socket.send_multipart([identity, payload], flags=zmq.NOBLOCK)
+            socket.send_multipart([identity, payload], flags=zmq.NOBLOCK)
 
     # --- workers ------------------------------------------------------------------------
 
@@ -322,6 +359,7 @@ class Router:
         and every request on the worker fails now, with a 503."""
         state = self.models[model]
         state.last_error = f"worker exited ({reason})"
+        self._socket_of.pop(worker_id.encode(), None)
         worker = self.workers.pop(worker_id.encode(), None)
         if worker is None:
             return
@@ -341,10 +379,10 @@ class Router:
             failed_requests=len(worker.in_flight),
         )
 
-    async def _receive(self) -> None:
+    async def _receive(self, socket: zmq.asyncio.Socket) -> None:
         yielded = time.perf_counter()
         while True:
-            identity, frame = await self._socket.recv_multipart()
+            identity, frame = await socket.recv_multipart()
             try:
                 message = self.codec.decode(frame)
             except DecodeError as exc:
@@ -363,7 +401,9 @@ class Router:
                     worker.running, worker.waiting = message.running, message.waiting
                     worker.last_seen = time.monotonic()
             elif isinstance(message, Register):
-                self._register(identity, message)
+                if socket is self._remote:
+                    self._socket_of[identity] = socket
+                self._register(identity, message, remote=socket is self._remote)
             # A frame already queued is returned without a trip through the event loop, so a
             # worker sending faster than we read would keep the handlers from writing anything
             # until its burst ended (the first token of a long answer then came with the last).
@@ -395,12 +435,15 @@ class Router:
                 state.completion_tokens += delta.completion_tokens
         return first
 
-    def _register(self, identity: bytes, info: Register) -> None:
+    def _register(self, identity: bytes, info: Register, remote: bool = False) -> None:
         if info.protocol_version != PROTOCOL_VERSION:
             reason = f"protocol version {info.protocol_version} differs from the gateway's {PROTOCOL_VERSION}"
             log.error("worker refused", worker_id=info.worker_id, model=info.model, reason=reason)
             self._send(identity, self.codec.encode(Refused(reason)))
             return
+        if remote and info.model not in self.models:  # a model only remote workers serve
+            self.expect(info.model)
+            self.models[info.model].remote = True
         state = self.models.get(info.model)
         if state is None:
             reason = f"model {info.model!r} is not served by this gateway"

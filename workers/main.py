@@ -13,6 +13,7 @@ import time
 import msgspec
 import structlog
 import zmq
+import zmq.auth
 
 from protocol import (
     PROTOCOL_VERSION,
@@ -196,6 +197,9 @@ class Worker:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(WorkerSettings, sys.argv[1:] if argv is None else argv)
+    if (settings.curve_key is None) != (settings.curve_server_key is None):
+        print("enginehouse worker: give both --curve-key and --curve-server-key, or neither", file=sys.stderr)
+        return 2
     configure_logging(
         settings.log_format, settings.log_level, model=settings.model, worker_id=settings.worker_id
     )
@@ -208,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.IDENTITY, settings.worker_id.encode())
     socket.setsockopt(zmq.LINGER, 1000)
+    if settings.curve_key is not None and settings.curve_server_key is not None:
+        socket.curve_publickey, socket.curve_secretkey = zmq.auth.load_certificate(settings.curve_key)
+        socket.curve_serverkey, _ = zmq.auth.load_certificate(settings.curve_server_key)
     socket.connect(settings.connect)
     worker = Worker(settings, engine, socket)
     worker.register()

@@ -69,6 +69,9 @@ class WorkerSettings(BaseSettings):
     )
     temperature: float = Field(1.0, ge=0.0, description="default for requests that leave it out")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="default for requests that leave it out")
+    # --- a remote worker's CurveZMQ keys (files from `enginehouse keys`) ---
+    curve_key: Path | None = Field(None, description="this worker's key pair (worker.key_secret)")
+    curve_server_key: Path | None = Field(None, description="the gateway's public key (server.key)")
     worker_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     parent_pid: int | None = Field(None, description="exit when this process is gone (set by the gateway)")
     heartbeat_interval: float = Field(1.0, gt=0)

@@ -2,6 +2,9 @@
 least-recently-used eviction past --max-loaded-models. The models run the test engine (no model
 weights), so what is measured is the gateway's lifecycle, not an engine."""
 
+import os
+import signal
+import threading
 import time
 
 import httpx
@@ -32,6 +35,15 @@ engine = "test"
 preload = false
 keep_alive = "1s"
 
+[solo]
+source = "none"
+engine = "test"
+
+[lazy]
+source = "none"
+engine = "test"
+preload = false
+
 [broken]
 source = "/no/such/model"
 engine = "onnx"
@@ -44,7 +56,7 @@ def served(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "models.toml"
     path.write_text(MODELS)
     server = start_server(
-        "--models", str(path), "--max-loaded-models", "3", "--restart-backoff-max", "0.2", timeout=60
+        "--models", str(path), "--max-loaded-models", "5", "--restart-backoff-max", "0.2", timeout=60
     )
     yield server, openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
     stop_server(server)
@@ -64,8 +76,49 @@ def wait_for(predicate, within=10.0):
 def test_the_file_is_what_is_served(served):
     client = served[1]
     listed = client.models.list().data
-    assert [m.id for m in listed] == ["fast", "a", "b", "brief", "broken"]
-    assert [m.state for m in listed] == ["ready"] + ["registered"] * 4
+    assert [m.id for m in listed] == ["fast", "a", "b", "brief", "solo", "lazy", "broken"]
+    assert [m.state for m in listed] == ["ready"] + ["registered"] * 3 + ["ready"] + ["registered"] * 2
+
+
+def test_five_first_requests_at_once_start_one_load(served):
+    server, client = served
+    assert state(server, "lazy") == "registered"
+    replies = []
+
+    def ask():
+        reply = client.chat.completions.create(
+            model="lazy", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+        replies.append(reply.usage.completion_tokens)
+
+    threads = [threading.Thread(target=ask) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert replies == [2] * 5
+    status = server.status("lazy")
+    assert len(status["replicas"]) == 1 and status["restarts"] == 0  # one worker was started
+
+
+def test_a_killed_worker_fails_its_stream_fast_and_the_next_request_is_served(served):
+    server, client = served
+    stream = client.chat.completions.create(
+        model="solo", messages=[{"role": "user", "content": "go"}], max_tokens=10_000_000, stream=True
+    )
+    chunks = iter(stream)
+    next(chunks)
+    os.kill(server.status("solo")["replicas"][0]["pid"], signal.SIGKILL)
+    killed = time.monotonic()
+    with pytest.raises(openai.APIError) as error:
+        for _ in chunks:
+            pass
+    assert time.monotonic() - killed < 2.0 and "worker" in str(error.value)
+    wait_for(lambda: state(server, "solo") == "ready", within=30)
+    reply = client.chat.completions.create(
+        model="solo", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    assert reply.usage.completion_tokens == 2 and server.status("solo")["restarts"] == 1
 
 
 def test_replicas_take_requests_least_loaded_first(served):
@@ -109,13 +162,14 @@ def test_past_max_loaded_models_the_least_recently_used_goes(served):
         )
 
     wait_for(lambda: state(server, "brief") == "registered")
-    ask("a")  # fast, a loaded
-    ask("b")  # fast, a, b: the limit
-    ask("a")
-    ask("fast")  # b is now the least recently used
-    ask("brief")  # a fourth: b goes
+    ask("lazy")  # fast, solo, lazy
+    ask("a")  # fast, solo, lazy, a
+    ask("b")  # fast, solo, lazy, a, b: the limit
+    for model in ("a", "fast", "solo", "lazy"):
+        ask(model)  # b is now the least recently used
+    ask("brief")  # a sixth: b goes
     wait_for(lambda: state(server, "b") == "registered")
-    assert [state(server, m) for m in ("fast", "a")] == ["ready"] * 2  # (brief goes idle in 1 s)
+    assert [state(server, m) for m in ("fast", "a", "solo", "lazy")] == ["ready"] * 4  # (brief: 1 s)
 
 
 def test_a_model_whose_worker_keeps_dying_is_marked_failed_with_its_error(served):
