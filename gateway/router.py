@@ -47,8 +47,8 @@ from protocol.codec import DecodeError
 log = structlog.get_logger()
 
 Request = Generate | Embed | Tokenize | Detokenize
-YIELD_EVERY_S = 0.0005  # the longest the socket loop reads before the handlers run
 Answer = Embeddings | Tokenized | Detokenized  # the one reply of a request that is not generation
+YIELD_EVERY_S = 0.0005  # the longest the socket loop reads before the handlers run
 
 
 @dataclass
