@@ -1,8 +1,8 @@
-"""The router: a ZeroMQ ROUTER socket, the registry of workers, and the stream of every request.
+"""The router: the ZeroMQ ROUTER sockets between the gateway and its workers.
 
-Workers connect and `Register` what they serve; the registry holds nothing else. A request is sent
-to the least-loaded ready worker of its model, and the deltas of each `StepOutput` are handed to
-the streams they belong to. A stream ends exactly once: finished, failed, or closed by its handler
+Workers connect and `Register` what they serve; the registry (registry.py) holds nothing else. A
+request is sent to the least-loaded ready worker of its model, and the deltas of each `StepOutput`
+are handed to the streams (stream.py) they belong to. A stream ends exactly once: finished, failed, or closed by its handler
 (which sends `Cancel` to the worker if the work was not done).
 """
 
@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -23,6 +22,8 @@ import zmq.auth
 from zmq.auth.asyncio import AsyncioAuthenticator
 
 from gateway.errors import APIError
+from gateway.registry import ModelState, Worker
+from gateway.stream import Answer, Request, Stream
 from protocol import (
     PROTOCOL_VERSION,
     Cancel,
@@ -33,7 +34,6 @@ from protocol import (
     Embeddings,
     Failed,
     GatewayCodec,
-    Generate,
     Heartbeat,
     Refused,
     Register,
@@ -46,122 +46,7 @@ from protocol.codec import DecodeError
 
 log = structlog.get_logger()
 
-Request = Generate | Embed | Tokenize | Detokenize
-Answer = Embeddings | Tokenized | Detokenized  # the one reply of a request that is not generation
 YIELD_EVERY_S = 0.0005  # the longest the socket loop reads before the handlers run
-
-
-@dataclass
-class Worker:
-    identity: bytes
-    info: Register
-    in_flight: set[str] = field(default_factory=set)
-    running: int = 0
-    waiting: int = 0
-    last_seen: float = field(default_factory=time.monotonic)
-    started: float = field(default_factory=time.time)
-
-
-@dataclass
-class ModelState:
-    """What the gateway knows of one model: its workers and what they reported."""
-
-    name: str
-    workers: dict[bytes, Worker] = field(default_factory=dict)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    tokens_generated: int = 0  # every token of every step, cancelled requests' included
-    prompt_tokens: int = 0  # of finished requests
-    completion_tokens: int = 0  # of finished requests
-    cancelled: int = 0  # requests cancelled at the worker: client gone, timeout
-    steps: int = 0
-    steps_by_batch_size: Counter[int] = field(default_factory=Counter)
-    last_error: str | None = None
-    loading: bool = False  # a worker was asked for (preload or first request)
-    restarts: int = 0  # workers started again after one exited
-    last_used: float = field(default_factory=time.monotonic)  # a request began or ended
-    draining: bool = False  # being unloaded: its workers finish what they hold, then stop
-    failed: bool = False  # its workers keep dying before they serve (a crash loop)
-    remote: bool = False  # served only by workers on other machines (no local worker to start)
-
-    @property
-    def in_flight(self) -> int:
-        return sum(len(w.in_flight) for w in self.workers.values())
-
-    @property
-    def state(self) -> str:
-        if self.draining:
-            return "draining"
-        if self.workers:
-            return "ready"
-        return "failed" if self.failed else "loading" if self.loading else "registered"
-
-    def status(self) -> dict[str, object]:
-        workers = list(self.workers.values())
-        first = workers[0].info if workers else None
-        return {
-            "id": self.name,
-            "state": self.state,
-            "engine": first.engine if first else None,
-            "device": first.device if first else None,
-            "tasks": first.tasks if first else [],
-            "context_length": first.context_length if first else None,
-            "replicas": [
-                {
-                    "worker_id": w.info.worker_id,
-                    "pid": w.info.pid,
-                    "uptime_s": round(time.time() - w.started, 1),
-                    "max_batch": w.info.max_batch,
-                    "in_flight": len(w.in_flight),
-                    "running": w.running,
-                }
-                for w in workers
-            ],
-            "in_flight": self.in_flight,
-            "running": sum(w.running for w in workers),
-            "waiting": sum(w.waiting for w in workers),
-            "tokens_generated": self.tokens_generated,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cancelled": self.cancelled,
-            "restarts": self.restarts,
-            "steps": self.steps,
-            "steps_by_batch_size": {str(k): v for k, v in sorted(self.steps_by_batch_size.items())},
-            "last_error": self.last_error,
-        }
-
-
-class Stream:
-    """The deltas of one or more requests sent together (one per prompt), in arrival order; or the
-    one answer of an embedding request."""
-
-    def __init__(self, requests: Sequence[Request], first_token_timeout: float) -> None:
-        self.index = {r.request_id: i for i, r in enumerate(requests)}
-        self.open = set(self.index)
-        self.queue: asyncio.Queue[Delta | Answer | Failed] = asyncio.Queue()
-        self.first_token_timeout: float | None = first_token_timeout
-
-    def __aiter__(self) -> AsyncIterator[tuple[int, Delta | Answer]]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[tuple[int, Delta | Answer]]:
-        while self.open:
-            try:
-                item = await asyncio.wait_for(self.queue.get(), self.first_token_timeout)
-            except TimeoutError:
-                raise APIError(
-                    504,
-                    f"No token came within {self.first_token_timeout:g} s; the request was cancelled.",
-                    "first_token_timeout",
-                ) from None
-            self.first_token_timeout = None
-            if item.request_id not in self.open:
-                continue
-            if isinstance(item, Failed):
-                self.open.discard(item.request_id)
-                raise APIError(item.status, item.message, item.code, item.param)
-            if not isinstance(item, Delta) or item.finish_reason is not None:
-                self.open.discard(item.request_id)
-            yield self.index[item.request_id], item
 
 
 @dataclass(frozen=True)
@@ -418,7 +303,7 @@ class Router:
         for delta in message.deltas:
             stream = self.streams.get(delta.request_id)
             if stream is not None:
-                first = first or stream.first_token_timeout is not None
+                first = first or stream.before_first_token
                 stream.queue.put_nowait(delta)
         worker = self.workers.get(identity)
         if worker is None:

@@ -15,7 +15,7 @@ from gateway.openai.embeddings import embeddings
 from gateway.openai.generation import ChatShape, CompletionShape, respond
 from gateway.openai.openapi import openapi_json
 from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest, StrictBody
-from gateway.router import ModelState
+from gateway.registry import ModelState
 from gateway.state import ROUTER, SETTINGS, SUPERVISOR
 from protocol import Generate
 

@@ -3,7 +3,7 @@ import asyncio
 import pytest
 
 from gateway.errors import APIError
-from gateway.router import Stream
+from gateway.stream import Stream
 from protocol import Delta, Failed, Generate, SamplingParams
 
 
