@@ -2,8 +2,8 @@
 
 Workers connect and `Register` what they serve; the registry (registry.py) holds nothing else. A
 request is sent to the least-loaded ready worker of its model, and the deltas of each `StepOutput`
-are handed to the streams (stream.py) they belong to. A stream ends exactly once: finished, failed, or closed by its handler
-(which sends `Cancel` to the worker if the work was not done).
+are handed to the streams (stream.py) they belong to. A stream ends exactly once: finished,
+failed, or closed by its handler (which sends `Cancel` to the worker if the work was not done).
 """
 
 from __future__ import annotations
