@@ -5,16 +5,16 @@ conversions live in the model cache."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
+
+from workers.model_cache import entry
 
 
 def cache_location(engine_cache: Path, model_dir: Path) -> Path:
     """This model's directory under an engine's cache: named by the source's path and weights."""
     weights = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
-    stamp = "|".join(f"{p.resolve()}:{p.stat().st_size}" for p in weights)
-    return engine_cache / f"{model_dir.name}-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
+    return entry(engine_cache, model_dir.name, *weights)
 
 
 def export_encoder(model_dir: Path) -> Any:

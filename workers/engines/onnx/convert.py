@@ -8,19 +8,19 @@ config.json goes beside them, for the context length. The directory is what the 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import structlog
+
+from workers.model_cache import entry, staged
 
 log = structlog.get_logger()
 
@@ -40,9 +40,7 @@ def require_convert_extra() -> None:
 
 def onnx_directory(cache_dir: Path, source: Path, precision: Precision) -> Path:
     """This source's ONNX directory in the cache: named by its path, size and the precision."""
-    stamp = f"{source.resolve()}:{source.stat().st_size}:{precision}"
-    digest = hashlib.sha256(stamp.encode()).hexdigest()[:12]
-    return cache_dir / "onnx" / f"{source.stem}-{precision}-{digest}"
+    return entry(cache_dir / "onnx", f"{source.stem}-{precision}", source, extra=precision)
 
 
 def gguf_to_hf(gguf: Path, target: Path) -> None:
@@ -70,34 +68,33 @@ def build(
     if (target / GENAI_CONFIG).exists():
         return target
     require_convert_extra()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
-    try:
+    with staged(target, GENAI_CONFIG) as staging:
         hf = source
         if source.suffix == ".gguf":
             say(f"turning {source.name} into a Hugging Face directory (float32) with transformers")
-            hf = staging / "hf"
+            hf = staging.scratch / "hf"
             gguf_to_hf(source, hf)
         elif not (source / "config.json").is_file():
             raise ValueError(f"{source} is neither a GGUF file nor a Hugging Face directory")
         say(f"building the {precision} ONNX model with ONNX Runtime GenAI's model builder")
-        out = staging / "model"
-        command = [sys.executable, "-m", "onnxruntime_genai.models.builder"]
-        command += ["-i", str(hf), "-o", str(out), "-p", precision, "-e", "cpu", "-c", str(staging / "cache")]
+        command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf)]
+        command += [
+            "-o",
+            str(staging.model),
+            "-p",
+            precision,
+            "-e",
+            "cpu",
+            "-c",
+            str(staging.scratch / "cache"),
+        ]
         run = subprocess.run(
             command, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True, check=False
         )
-        if run.returncode != 0 or not (out / GENAI_CONFIG).exists():
+        if run.returncode != 0:
             last = (run.stderr or run.stdout).strip().splitlines()[-3:]
             raise RuntimeError(f"the ONNX Runtime GenAI model builder failed: {' | '.join(last)}")
-        shutil.copy(hf / "config.json", out / "config.json")
-        try:
-            out.rename(target)
-        except OSError:
-            if not (target / GENAI_CONFIG).exists():  # not another worker building the same at once
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copy(hf / "config.json", staging.model / "config.json")
     log.info("built", target=str(target))
     return target
 

@@ -4,8 +4,6 @@ onnxruntime.InferenceSession. Pooling and normalization are the shared Embedder'
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import structlog
 from workers.engines.embedder import Embedder
 from workers.engines.encoder_export import cache_location, export_encoder
 from workers.engines.onnx.convert import require_convert_extra
+from workers.model_cache import staged
 from workers.model_files import load_tokenizer
 
 log = structlog.get_logger()
@@ -39,16 +38,8 @@ def export_to_onnx(model_dir: Path, target: Path) -> None:
     require_convert_extra()
     log.info("exporting the encoder to ONNX", source=str(model_dir), target=str(target))
     program = export_encoder(model_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".exporting-"))
-    try:
-        torch.onnx.export(program, f=str(staging / ENCODER), dynamo=True, external_data=False)
-        staging.rename(target)
-    except OSError:
-        if not (target / ENCODER).exists():  # another worker may have finished first
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with staged(target, ENCODER) as staging:
+        torch.onnx.export(program, f=str(staging.model / ENCODER), dynamo=True, external_data=False)
 
 
 class OnnxEmbedder(Embedder):

@@ -9,14 +9,13 @@ tokenizer and config go into the same directory. The directory is what the engin
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-import tempfile
 from pathlib import Path
 
 import openvino_genai as ov_genai
 import structlog
 
+from workers.model_cache import entry, staged
 from workers.model_files import hf_location
 
 log = structlog.get_logger()
@@ -26,8 +25,7 @@ IR_FILE = "openvino_model.xml"
 
 def ir_directory(cache_dir: Path, gguf: Path) -> Path:
     """This GGUF's IR directory in the cache: named by the file's path and size."""
-    stamp = f"{gguf.resolve()}:{gguf.stat().st_size}"
-    return cache_dir / "openvino" / f"{gguf.stem}-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
+    return entry(cache_dir / "openvino", gguf.stem, gguf)
 
 
 def gguf_to_ir(gguf: Path, cache_dir: Path) -> Path:
@@ -38,23 +36,12 @@ def gguf_to_ir(gguf: Path, cache_dir: Path) -> Path:
     from transformers import AutoConfig, AutoTokenizer
 
     log.info("converting the GGUF to OpenVINO IR (once)", source=str(gguf), target=str(target))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
-    try:
-        copy = Path(shutil.copy(gguf, staging / gguf.name))
-        ov_genai.LLMPipeline(str(copy), "CPU", enable_save_ov_model=True)
+    with staged(target, IR_FILE) as staging:
+        copy = Path(shutil.copy(gguf, staging.model / gguf.name))
+        ov_genai.LLMPipeline(str(copy), "CPU", enable_save_ov_model=True)  # writes beside the copy
         copy.unlink()
         directory, kwargs = hf_location(gguf)
-        AutoTokenizer.from_pretrained(directory, **kwargs).save_pretrained(staging)
-        AutoConfig.from_pretrained(directory, **kwargs).save_pretrained(staging)
-        if not (staging / IR_FILE).exists():
-            raise RuntimeError(f"OpenVINO GenAI wrote no {IR_FILE} for {gguf}")
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / IR_FILE).exists():  # not another worker converting the same at once
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        AutoTokenizer.from_pretrained(directory, **kwargs).save_pretrained(staging.model)
+        AutoConfig.from_pretrained(directory, **kwargs).save_pretrained(staging.model)
     log.info("converted", target=str(target))
     return target

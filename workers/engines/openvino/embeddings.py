@@ -8,8 +8,6 @@ code, the exported program does not.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import structlog
 
 from workers.engines.embedder import Embedder
 from workers.engines.encoder_export import cache_location, export_encoder
+from workers.model_cache import staged
 from workers.model_files import load_tokenizer
 
 log = structlog.get_logger()
@@ -32,16 +31,8 @@ def convert_encoder(model_dir: Path, target: Path) -> None:
     """Hugging Face encoder → OpenVINO IR at target/encoder.xml (written whole, then renamed)."""
     log.info("converting the encoder to OpenVINO IR", source=str(model_dir), target=str(target))
     program = export_encoder(model_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
-    try:
-        ov.save_model(ov.convert_model(program), staging / "encoder.xml", compress_to_fp16=False)
-        staging.rename(target)
-    except OSError:
-        if not (target / "encoder.xml").exists():  # another worker may have finished first
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with staged(target, "encoder.xml") as staging:
+        ov.save_model(ov.convert_model(program), staging.model / "encoder.xml", compress_to_fp16=False)
 
 
 class OpenVINOEmbedder(Embedder):

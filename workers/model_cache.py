@@ -1,0 +1,45 @@
+"""The model cache: where a conversion of a source lives (named by the source, so a changed source
+converts again), and how a conversion gets there whole."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+
+def entry(engine_cache: Path, name: str, *sources: Path, extra: str = "") -> Path:
+    """engine_cache/NAME-HASH, the hash of the sources' paths and sizes (and `extra`)."""
+    stamp = "|".join(f"{p.resolve()}:{p.stat().st_size}" for p in sources) + extra
+    return engine_cache / f"{name}-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
+
+
+class Staging(NamedTuple):
+    model: Path  # write the finished model here
+    scratch: Path  # anything else (intermediate files), removed after
+
+
+@contextlib.contextmanager
+def staged(target: Path, done: str) -> Iterator[Staging]:
+    """Convert into a private directory beside `target`; when the block ends without error and
+    wrote `done`, the model directory is renamed to `target` whole, so no reader sees half a model
+    (and of two workers converting at once, the second finds the first's). Scratch goes always."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
+    model = scratch / "model"
+    model.mkdir()
+    try:
+        yield Staging(model, scratch)
+        if not (model / done).exists():
+            raise RuntimeError(f"the conversion wrote no {done} for {target.name}")
+        try:
+            model.rename(target)
+        except OSError:
+            if not (target / done).exists():  # not another worker converting the same at once
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
