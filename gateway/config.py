@@ -112,7 +112,7 @@ class Settings(BaseSettings):
         description="--models FILE: a TOML file, one table per model (see README); "
         "without it, the packaged defaults",
     )
-    _from_file: list[ModelSpec] | None = PrivateAttr(None)
+    _models: list[ModelSpec] | None = PrivateAttr(None)  # worked out once, on first use
     # --- who may call ---
     api_keys: Annotated[list[str], NoDecode] = Field(
         [], description="accepted API keys (--api-key K, repeatable; ENGINEHOUSE_API_KEYS=k1,k2)"
@@ -218,20 +218,20 @@ class Settings(BaseSettings):
         return keys
 
     def models(self) -> list[ModelSpec]:
-        """The models file's (read once; raises ModelsFileError), or the packaged defaults."""
-        if self.models_file is not None:
-            if self._from_file is None:
+        """The models file's (raises ModelsFileError), or the packaged defaults; worked out once."""
+        if self._models is None:
+            if self.models_file is not None:
                 from gateway.models_file import load
 
-                self._from_file = load(self.models_file)
-            models = self._from_file
-        elif self.engine_variants:
-            models = DEFAULT_MODELS
-        else:
-            models = [m for m in DEFAULT_MODELS if m.preload]
-        if self.test_engine:
-            models = [*models, TEST_ENGINE]
-        return [m.model_copy(update={"device": self.device or m.device}) for m in models]
+                models = load(self.models_file)
+            elif self.engine_variants:
+                models = DEFAULT_MODELS
+            else:
+                models = [m for m in DEFAULT_MODELS if m.preload]
+            if self.test_engine:
+                models = [*models, TEST_ENGINE]
+            self._models = [m.model_copy(update={"device": self.device or m.device}) for m in models]
+        return self._models
 
     def default_model(self, task: str = "generate") -> str:
         """For routes of single-model servers (llama.cpp's, the simple REST ones) called without a

@@ -26,15 +26,18 @@ class ModelId(StrictBody):
 
 
 def _describe(request: web.Request, model: str) -> dict[str, object]:
+    """What its workers registered, else what the server was told (a remote-only model has only
+    the former)."""
     status = request.app[ROUTER].models[model].status()
-    spec = next(m for m in request.app[SETTINGS].models() if m.id == model)
+    spec = request.app[SUPERVISOR].specs.get(model)
+    tasks = status["tasks"] or ([spec.task] if spec else [])
     return {
         "model_id": model,
         "state": status["state"],
         "loaded": status["state"] == "ready",
-        "task": spec.task,
-        "engine": status["engine"] or spec.engine,
-        "device": status["device"] or spec.device,
+        "task": "embedding" if "embedding" in tasks else "generate",  # type: ignore[operator]
+        "engine": status["engine"] or (spec and spec.engine),
+        "device": status["device"] or (spec and spec.device),
         "context_length": status["context_length"],
     }
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import openai
 import pytest
 import zmq
@@ -64,6 +65,9 @@ def test_a_worker_with_the_accepted_key_registers_and_serves(gateway):
         )
         assert reply.choices[0].message.content == " tok tok tok"
         assert server.status("remote-one")["replicas"][0]["pid"] == process.pid
+        available = httpx.get(f"{server.url}/models/available").json()["models"]
+        remote = next(m for m in available if m["model_id"] == "remote-one")
+        assert (remote["task"], remote["engine"], remote["loaded"]) == ("generate", "test", True)
     finally:
         process.kill()
         process.wait()
