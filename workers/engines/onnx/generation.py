@@ -24,7 +24,8 @@ import structlog
 import torch
 
 from protocol import Delta, Generate, SamplingParams
-from workers.engines.base import Capabilities, Engine, EngineStats
+from workers.engines.base import Capabilities
+from workers.engines.interleaved import InterleavedEngine
 from workers.engines.torch_sampling import RowSampler
 from workers.prompts import prompt_ids
 from workers.sequence import Sequence
@@ -40,6 +41,14 @@ class _Running:
     sampler: RowSampler | None  # set when the request needs rules ONNX Runtime GenAI lacks
     fresh: bool = True  # its prompt is not in the model yet
 
+    @property
+    def request_id(self) -> str:
+        return self.seq.request_id
+
+    @property
+    def done(self) -> bool:
+        return self.seq.done
+
 
 def _config(directory: Path, provider: str, threads: int) -> Any:
     config = og.Config(str(directory))
@@ -52,7 +61,7 @@ def _config(directory: Path, provider: str, threads: int) -> Any:
     return config
 
 
-class OnnxEngine(Engine):
+class OnnxEngine(InterleavedEngine[_Running]):
     def __init__(
         self,
         directory: Path,
@@ -62,15 +71,12 @@ class OnnxEngine(Engine):
         max_batch: int,
         context_length: int,
     ) -> None:
+        super().__init__(max_batch)
         self.model = og.Model(_config(directory, provider, threads))
         self.tokenizer = tokenizer
         self.vocab_size = len(tokenizer)
-        self.context_length, self.max_batch = context_length, max_batch
+        self.context_length = context_length
         self.eos_ids = {tokenizer.eos_token_id} - {None}
-        self.running: list[_Running] = []
-        self.waiting: list[_Running] = []
-        self.stats = EngineStats()
-        self.failures = []  # every refusal happens in add()
         self.capabilities = Capabilities(
             engine="onnx",
             device=provider,
@@ -112,29 +118,10 @@ class OnnxEngine(Engine):
         p = request.params
         own_rules = p.min_p > 0.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0
         sampler = RowSampler(p, ids) if own_rules else None
-        self.waiting.append(_Running(seq, self._generator(p, ids, seq.budget), sampler))
-        self._count()
+        self.admit(_Running(seq, self._generator(p, ids, seq.budget), sampler))
 
-    def cancel(self, request_id: str) -> None:
-        self.waiting = [r for r in self.waiting if r.seq.request_id != request_id]
-        self.running = [r for r in self.running if r.seq.request_id != request_id]
-        self._count()
-
-    def has_work(self) -> bool:
-        return bool(self.running or self.waiting)
-
-    def step(self) -> list[Delta]:
-        while self.waiting and len(self.running) < self.max_batch:
-            self.running.append(self.waiting.pop(0))
-        deltas = []
-        for row in self.running:
-            token = self._next_token(row)
-            deltas.append(row.seq.advance(token, self.eos_ids))
-        self.running = [r for r in self.running if not r.seq.done]
-        self.stats.steps += 1
-        self.stats.tokens_generated += len(deltas)
-        self._count()
-        return deltas
+    def advance(self, row: _Running) -> Delta:
+        return row.seq.advance(self._next_token(row), self.eos_ids)
 
     def _next_token(self, row: _Running) -> int:
         generator = row.generator
@@ -149,6 +136,3 @@ class OnnxEngine(Engine):
         row.sampler.record(token)
         generator.append_tokens([token])
         return token
-
-    def _count(self) -> None:
-        self.stats.running, self.stats.waiting = len(self.running), len(self.waiting)
