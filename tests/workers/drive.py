@@ -43,6 +43,18 @@ SEEDED = SamplingParams(
 )
 
 
+LONG = SamplingParams(max_tokens=500, temperature=0.0, ignore_eos=True)
+
+
+def start_two_and_cancel_one(engine):
+    """Two long requests, x and y, three steps, then x cancelled: the caller checks what is left."""
+    engine.add(chat("x", "Tell me a story.", LONG))
+    engine.add(chat("y", "Tell me another story.", LONG))
+    for _ in range(3):
+        engine.step()
+    engine.cancel("x")
+
+
 def alone_and_joining(engine):
     """Each prompt's greedy text run alone, and run with two joining a batch already running."""
     alone = {}

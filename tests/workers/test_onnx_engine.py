@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from protocol import Embed, Generate, SamplingParams
-from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run
+from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run, start_two_and_cancel_one
 from workers.engines.base import RequestError
 from workers.engines.onnx.convert import GENAI_CONFIG, build, genai_context_length
 from workers.engines.onnx.embeddings import OnnxEmbedder
@@ -67,12 +67,7 @@ def test_every_running_request_advances_each_step(engine):
 
 
 def test_cancel_stops_a_request_at_once(engine):
-    long = SamplingParams(max_tokens=500, temperature=0.0, ignore_eos=True)
-    engine.add(chat("x", "Tell me a story.", long))
-    engine.add(chat("y", "Tell me another story.", long))
-    for _ in range(3):
-        engine.step()
-    engine.cancel("x")
+    start_two_and_cancel_one(engine)
     assert {d.request_id for d in engine.step()} == {"y"}
     engine.cancel("y")
     assert not engine.has_work() and engine.step() == []

@@ -5,7 +5,7 @@ one-at-a-time LLMPipeline engine used for the NPU, driven here on the CPU."""
 import pytest
 
 from protocol import Generate, SamplingParams
-from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run
+from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run, start_two_and_cancel_one
 from workers.engines.base import RequestError
 from workers.engines.openvino.batching import BatchingEngine, SchedulerOptions
 from workers.engines.openvino.convert import gguf_to_ir
@@ -71,12 +71,7 @@ def test_concurrent_requests_share_steps(engine):
 
 
 def test_cancel_frees_the_sequence_at_once(engine):
-    long = SamplingParams(max_tokens=500, temperature=0.0, ignore_eos=True)
-    engine.add(chat("x", "Tell me a story.", long))
-    engine.add(chat("y", "Tell me another story.", long))
-    for _ in range(3):
-        engine.step()
-    engine.cancel("x")
+    start_two_and_cancel_one(engine)
     assert engine.stats.running == 1
     assert {d.request_id for d in engine.step()} == {"y"}
     engine.cancel("y")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from protocol import Generate, SamplingParams
-from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run
+from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run, start_two_and_cancel_one
 from workers.engines.base import RequestError
 from workers.engines.torch_engine import TorchEngine
 from workers.sources import resolve
@@ -40,12 +40,7 @@ def test_requests_joining_a_running_batch_get_the_same_text_as_alone(engine):
 
 
 def test_cancel_frees_the_sequence_at_once(engine):
-    long = SamplingParams(max_tokens=500, temperature=0.0, ignore_eos=True)
-    engine.add(chat("x", "Tell me a story.", long))
-    engine.add(chat("y", "Tell me another story.", long))
-    for _ in range(3):
-        engine.step()
-    engine.cancel("x")
+    start_two_and_cancel_one(engine)
     assert engine.stats.running == 1 and engine.kv.rows == 1
     assert {d.request_id for d in engine.step()} == {"y"}
     engine.cancel("y")
