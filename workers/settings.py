@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.logs import LogFormat
 
+WeightFormat = Literal["fp16", "int8", "int4"]  # what optimum-intel writes for OpenVINO
+
 
 def default_threads() -> int:
     """Every core: measured with the gateway and a load client running on 2 cores, 2 engine threads
@@ -55,6 +57,12 @@ class WorkerSettings(BaseSettings):
     )
     prefix_caching: bool = Field(
         True, description="openvino cpu/gpu: reuse KV blocks of repeated prompt prefixes"
+    )
+    openvino_weight_format: WeightFormat | None = Field(
+        None,
+        description="openvino: convert the source with optimum-intel to these weights on first start "
+        "(make convert-tools; on an NPU symmetric, int4 channel-wise); left out, a GGUF keeps its own "
+        "and a Hugging Face directory becomes int8",
     )
     npu_max_prompt_len: int = Field(
         1024, ge=64, description="openvino npu: longest prompt (rounded up to 64)"

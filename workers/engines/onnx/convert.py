@@ -20,6 +20,7 @@ from typing import Literal
 
 import structlog
 
+from workers.gguf_to_hf import as_hf_directory
 from workers.model_cache import entry, staged
 
 log = structlog.get_logger()
@@ -43,22 +44,6 @@ def onnx_directory(cache_dir: Path, source: Path, precision: Precision) -> Path:
     return entry(cache_dir / "onnx", f"{source.stem}-{precision}", source, extra=precision)
 
 
-def gguf_to_hf(gguf: Path, target: Path) -> None:
-    """A GGUF as a Hugging Face directory: transformers de-quantizes it on load but will not save
-    a model it calls quantized, so the weights move into a plain float32 model of the same config."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(loaded.state_dict())
-    plain.save_pretrained(target)
-    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(target)
-
-
 def build(
     source: Path, cache_dir: Path, precision: Precision = "int4", say: Callable[[str], None] = print
 ) -> Path:
@@ -69,13 +54,7 @@ def build(
         return target
     require_convert_extra()
     with staged(target, GENAI_CONFIG) as staging:
-        hf = source
-        if source.suffix == ".gguf":
-            say(f"turning {source.name} into a Hugging Face directory (float32) with transformers")
-            hf = staging.scratch / "hf"
-            gguf_to_hf(source, hf)
-        elif not (source / "config.json").is_file():
-            raise ValueError(f"{source} is neither a GGUF file nor a Hugging Face directory")
+        hf = as_hf_directory(source, staging.scratch, say)
         say(f"building the {precision} ONNX model with ONNX Runtime GenAI's model builder")
         command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf)]
         command += [

@@ -3,11 +3,13 @@ and the encoder of an embedding model as OpenVINO IR."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import openvino as ov
 import structlog
 
 from workers.engines.base import Engine
-from workers.engines.openvino.convert import gguf_to_ir
+from workers.engines.openvino.convert import IR_FILE, export, gguf_to_ir
 from workers.engines.openvino.device import NpuShape, batching_properties, choose_device, npu_properties
 from workers.model_files import context_length, load_tokenizer
 from workers.settings import WorkerSettings
@@ -25,8 +27,7 @@ def load(settings: WorkerSettings) -> Engine:
         from workers.engines.openvino.embeddings import OpenVINOEmbedder
 
         return OpenVINOEmbedder(source, device, settings.threads, settings.cache_dir)
-    if source.suffix == ".gguf":
-        source = gguf_to_ir(source, settings.cache_dir)
+    source = ir_to_serve(source, settings, npu=device == "NPU")
     tokenizer = load_tokenizer(source)
     compiled = settings.compiled_cache_dir or settings.cache_dir / "openvino-compiled"
     if device == "NPU":
@@ -45,3 +46,16 @@ def load(settings: WorkerSettings) -> Engine:
     properties = batching_properties(device, settings.threads, compiled, settings.kv_cache_precision)
     length = min(context_length(source), settings.context_length or 1 << 62)
     return BatchingEngine(source, tokenizer, device, scheduler, properties, length)
+
+
+def ir_to_serve(source: Path, settings: WorkerSettings, npu: bool) -> Path:
+    """The IR directory to serve: the source if it is one, else its conversion in the cache (a GGUF
+    with its own weights unless a weight format is set, a Hugging Face directory with optimum-intel)."""
+    if (source / IR_FILE).is_file():
+        return source
+    if source.suffix == ".gguf" and settings.openvino_weight_format is None:
+        return gguf_to_ir(source, settings.cache_dir)
+    if not (source / "config.json").is_file() and source.suffix != ".gguf":
+        raise ValueError(f"{source} is neither OpenVINO IR, a GGUF file nor a Hugging Face directory")
+    weights = settings.openvino_weight_format or "int8"
+    return export(source, settings.cache_dir, weights, npu, say=lambda text: log.info(text))
