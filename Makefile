@@ -54,7 +54,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: install
+bench: install convert-tools
 	$(BIN)/python -m tests.benchmarks.run --out docs/benchmarks.md
 
 # As root, from the checkout the service will run (`make install` first): a system user, the
