@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.bench.requests import Sample
-from gateway.bench.stats import Report
+from gateway.bench.stats import Report, itl_ms, ttft_ms
 
 
 def draw(path: Path, samples: list[Sample], result: Report, title: str) -> None:
@@ -19,8 +19,7 @@ def draw(path: Path, samples: list[Sample], result: Report, title: str) -> None:
             "enginehouse bench: --plot needs matplotlib: pip install 'enginehouse[bench]'"
         ) from None
     ok = [x for x in samples if x.ok]
-    ttft = [x.ttft * 1000 for x in ok if x.ttft is not None]
-    itl = [(b - a) * 1000 for x in ok for a, b in zip(x.arrivals, x.arrivals[1:], strict=False)]
+    ttft, itl = ttft_ms(ok), itl_ms(ok)
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
     left.hist(ttft or [0], bins=30, color="tab:blue")
     left.set(title="time to first token", xlabel="ms", ylabel="requests")

@@ -59,15 +59,6 @@ class Report:
     goodput_req_s: float | None = None  # with SLOs: requests per second that met them all
     timeline_tok_s: list[float] = field(default_factory=list)  # output tokens in each second
 
-    # the figures tests/benchmarks/run.py tabulates
-    @property
-    def ttft_ms_mean(self) -> float:
-        return self.ttft_ms.mean
-
-    @property
-    def tpot_ms_mean(self) -> float:
-        return self.tpot_ms.mean
-
     def text(self) -> str:
         lines = [
             f"requests: {self.completed} completed, {self.failed} failed, {self.rate_limited} rate-limited "
@@ -87,6 +78,15 @@ class Report:
         return "\n".join(lines)
 
 
+def ttft_ms(ok: list[Sample]) -> list[float]:
+    return [x.ttft * 1000 for x in ok if x.ttft is not None]
+
+
+def itl_ms(ok: list[Sample]) -> list[float]:
+    """Every gap between two content events of a request."""
+    return [(b - a) * 1000 for x in ok for a, b in zip(x.arrivals, x.arrivals[1:], strict=False)]
+
+
 def _tpot(x: Sample) -> float | None:
     """Time per output token after the first (ms); None for one-token answers."""
     if not x.arrivals or x.output_tokens < 2:
@@ -96,9 +96,7 @@ def _tpot(x: Sample) -> float | None:
 
 def report(samples: list[Sample], duration: float, concurrency: int, slos: dict[str, float]) -> Report:
     ok = [x for x in samples if x.ok]
-    ttft = [x.ttft * 1000 for x in ok if x.ttft is not None]
     tpot = [t for x in ok if (t := _tpot(x)) is not None]
-    itl = [(b - a) * 1000 for x in ok for a, b in zip(x.arrivals, x.arrivals[1:], strict=False)]
     e2el = [(x.ended - x.started) * 1000 for x in ok]
     prompt_tokens = sum(x.prompt_tokens for x in ok)
     output_tokens = sum(x.output_tokens for x in ok)
@@ -117,9 +115,9 @@ def report(samples: list[Sample], duration: float, concurrency: int, slos: dict[
         output_tokens=output_tokens,
         output_tok_s=output_tokens / duration if duration else 0.0,
         total_tok_s=(prompt_tokens + output_tokens) / duration if duration else 0.0,
-        ttft_ms=Spread.of(ttft),
+        ttft_ms=Spread.of(ttft_ms(ok)),
         tpot_ms=Spread.of(tpot),
-        itl_ms=Spread.of(itl),
+        itl_ms=Spread.of(itl_ms(ok)),
         e2el_ms=Spread.of(e2el),
         errors=dict(Counter(x.error for x in samples if x.error and not x.rate_limited)),
         goodput_req_s=good,
