@@ -128,7 +128,8 @@ def test_weight_options_for_each_format():
 
 def test_without_optimum_intel_or_with_a_wrong_source_the_reason(tmp_path):
     missing = convert(
-        str(GGUF), "--to", "openvino", "--weight-format", "int8", "--optimum-cli", "/no/optimum-cli"
+        *(str(GGUF), "--to", "openvino", "--weight-format", "int8", "--optimum-cli", "/no/optimum-cli"),
+        *("--cache-dir", str(tmp_path / "cache")),  # an empty cache: a made export would be found
     )
     assert missing.returncode == 1 and "make convert-tools" in missing.stderr
     onnx = convert(str(GGUF), "--to", "onnx", "--weight-format", "int8")
