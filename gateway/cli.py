@@ -51,10 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "worker":  # another program: the gateway never imports an engine
         os.execv(sys.executable, [sys.executable, "-m", "workers", *rest])
     if command == "convert":  # the converters are the workers' code; a packaged default by its id
-        from gateway.config import DEFAULT_MODELS
+        from gateway.config import default_source
 
-        sources = {spec.id: spec.source for spec in DEFAULT_MODELS}
-        rest = [sources.get(arg, arg) for arg in rest]
+        rest = [default_source(arg) for arg in rest]
         os.execv(sys.executable, [sys.executable, "-m", "workers.convert", *rest])
     print(f"enginehouse: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2

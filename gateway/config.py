@@ -91,6 +91,12 @@ DEFAULT_MODELS = [
     ),
 ]
 
+
+def default_source(source: str) -> str:
+    """A packaged default's source when `source` names one by its id; else `source` itself."""
+    return next((m.source for m in DEFAULT_MODELS if m.id == source), source)
+
+
 # a worker with no model that streams tokens as fast as it is asked (--test-engine only)
 TEST_ENGINE = ModelSpec(id="test-engine", source="none", engine="test", preload=True)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from gateway.config import DEFAULT_MODELS, ModelSpec
+from gateway.config import ModelSpec, default_source
 
 
 class ModelsFileError(ValueError):
@@ -40,15 +40,14 @@ def load(path: Path) -> list[ModelSpec]:
     except tomllib.TOMLDecodeError as exc:
         raise ModelsFileError(f"{path}: not valid TOML: {exc}") from None
     problems, specs = [], []
-    defaults = {m.id: m for m in DEFAULT_MODELS}
     for model_id, table in tables.items():
         where = f"{path}:{_line(text, model_id)}"
         if not isinstance(table, dict):
             problems.append(f"{where}: `{model_id}` must be a table ([{model_id}]), not a value")
             continue
         table = dict(table)
-        if table.get("source") in defaults:  # a packaged default, named by its id
-            table["source"] = defaults[table["source"]].source
+        if isinstance(table.get("source"), str):
+            table["source"] = default_source(table["source"])
         try:
             specs.append(ModelSpec(id=model_id, **table))
         except ValidationError as exc:
