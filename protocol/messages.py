@@ -9,15 +9,45 @@ output path costs one message per step, not one per token per request.
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import msgspec
 
 # Bump on any change a peer of the previous version would misread.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
-class ChatMessage(msgspec.Struct, array_like=True, frozen=True):
+class ToolCall(msgspec.Struct, frozen=True):
+    """A call the assistant made: `arguments` is the JSON text of the arguments, as OpenAI keeps it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+class ChatMessage(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One message of a chat: an assistant's may carry tool calls, a `tool` message answers one."""
+
     role: str
-    content: str
+    content: str = ""
+    tool_calls: list[ToolCall] = []
+    tool_call_id: str | None = None  # role "tool": the call it answers
+    name: str | None = None  # role "tool": the function's name, where the client gave it
+
+
+class Tool(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A function the model may call; `parameters` is its arguments' JSON schema."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = {}
+
+
+class ResponseFormat(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Constrained decoding of the whole answer: any JSON object, or JSON valid for `schema`."""
+
+    type: Literal["json_object", "json_schema"]
+    schema: dict[str, Any] | None = None
 
 
 GREEDY_BELOW = 1e-5  # a temperature below this picks the most likely token: greedy decoding
@@ -47,14 +77,29 @@ class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
 # --- gateway → worker -------------------------------------------------------------------
 
 
-class Generate(msgspec.Struct, tag=True, frozen=True):
-    """Generate text for a chat (messages) or a raw prompt (text or token ids)."""
+ToolChoice = Literal["none", "auto", "required", "function"]
+
+
+class Generate(msgspec.Struct, tag=True, frozen=True, omit_defaults=True):
+    """Generate text for a chat (messages) or a raw prompt (text or token ids).
+
+    With tools and tool_choice `required` or `function` (the one named `tool_name`), or with a
+    response format, the engine decodes under a grammar; with `auto` the worker parses the answer
+    for tool calls. `logprobs`: None for none, else how many alternatives beside each chosen token
+    (0 to 20); `echo`: the prompt tokens' log-probabilities too."""
 
     request_id: str
     params: SamplingParams
     messages: list[ChatMessage] | None = None
     prompt: str | None = None
     prompt_ids: list[int] | None = None
+    tools: list[Tool] = []
+    tool_choice: ToolChoice = "auto"
+    tool_name: str | None = None
+    parallel_tool_calls: bool = False
+    response_format: ResponseFormat | None = None
+    logprobs: int | None = None
+    echo: bool = False
 
 
 class Embed(msgspec.Struct, tag=True, frozen=True):
@@ -119,6 +164,33 @@ class Heartbeat(msgspec.Struct, tag=True, frozen=True):
     steps: int  # engine steps since the worker started
 
 
+class TokenLogprob(msgspec.Struct, array_like=True, frozen=True):
+    """A token (its bytes), its log-probability (None for a prompt's first token, which nothing
+    predicts) and the most likely alternatives at its position."""
+
+    token: bytes
+    logprob: float | None
+    top: list[tuple[bytes, float]] = []
+
+
+class ToolCallDelta(msgspec.Struct, array_like=True, frozen=True):
+    """Part of the `index`-th tool call of an answer: its first part has the id and name, the
+    others fragments of its arguments' JSON text."""
+
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
+
+
+class Details(msgspec.Struct, array_like=True, frozen=True):
+    """What a delta carries beyond text, only when there is some (the common delta stays small)."""
+
+    tool_calls: list[ToolCallDelta] | None = None
+    logprobs: list[TokenLogprob] | None = None  # one per token of this step, when asked for
+    prompt_logprobs: list[TokenLogprob] | None = None  # with echo, on the first delta
+
+
 class Delta(msgspec.Struct, array_like=True, frozen=True):
     """What one sequence produced in one step. Usage figures are set on the last delta only."""
 
@@ -129,6 +201,7 @@ class Delta(msgspec.Struct, array_like=True, frozen=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     stop_word: str | None = None  # the stop string that ended it, if one did
+    details: Details | None = None  # tool calls, log-probabilities
 
 
 class StepOutput(msgspec.Struct, tag=True, frozen=True):

@@ -6,14 +6,19 @@ from typing import Any
 
 from protocol import Generate
 from workers.engines.base import RequestError
+from workers.tool_calls import chat_messages, template_renders_tools
 
 
 def prompt_ids(tokenizer: Any, request: Generate, vocab_size: int) -> list[int]:
-    """Token ids for a chat (through the model's chat template), a text prompt or given ids."""
+    """Token ids for a chat (through the model's chat template, with the tools offered), a text
+    prompt or given ids."""
     if request.messages is not None:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        native = template_renders_tools(getattr(tokenizer, "chat_template", None))
+        messages, tools = chat_messages(request, native)
         try:
-            encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            encoded = tokenizer.apply_chat_template(
+                messages, tools=tools or None, add_generation_prompt=True, tokenize=True
+            )
         except Exception as exc:  # the template itself may raise (jinja's raise_exception)
             raise RequestError(
                 400, "invalid_messages", f"chat template rejected the messages: {exc}", "messages"

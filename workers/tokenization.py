@@ -28,7 +28,7 @@ def _byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(printable, chars, strict=True)}
 
 
-def _piece(tokenizer: Any, token_id: int) -> bytes:
+def piece(tokenizer: Any, token_id: int) -> bytes:
     text = tokenizer.decode([token_id])
     if "\ufffd" in text:  # maybe part of a character: byte-level BPE tokens map back to bytes
         token = tokenizer.convert_ids_to_tokens(token_id)
@@ -40,7 +40,7 @@ def _piece(tokenizer: Any, token_id: int) -> bytes:
 
 def tokenize(tokenizer: Any, request: Tokenize) -> Tokenized:
     ids = list(tokenizer.encode(request.text, add_special_tokens=request.add_special))
-    pieces = [_piece(tokenizer, i) for i in ids] if request.with_pieces else None
+    pieces = [piece(tokenizer, i) for i in ids] if request.with_pieces else None
     return Tokenized(request.request_id, ids, pieces)
 
 

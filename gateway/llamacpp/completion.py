@@ -5,21 +5,18 @@ per piece, the last with `stop: true` and the totals, no `[DONE]`."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import Field, field_validator
 
 from gateway.errors import APIError
-from gateway.middlewares import LOG_FIELDS
-from gateway.openai import sse
-from gateway.openai.body import read_body
-from gateway.openai.schemas import INT32, StrictBody, TokenId
+from gateway.http import sse
+from gateway.http.body import INT32, StrictBody, TokenId, read_body
+from gateway.http.generation import Result, serve_generation, timeout_error
 from gateway.state import ROUTER, SETTINGS
-from protocol import Delta, Generate, SamplingParams
+from protocol import Delta, Generate, ResponseFormat, SamplingParams
 
 MAX_STOP = 16
 
@@ -39,6 +36,7 @@ class CompletionBody(StrictBody):
     stream: bool = False
     ignore_eos: bool = False
     model: str | None = Field(None, min_length=1)
+    json_schema: dict[str, Any] | None = None  # constrain the answer to JSON valid for it
 
     @field_validator("n_predict")
     @classmethod
@@ -62,16 +60,18 @@ class CompletionBody(StrictBody):
             stop=list(self.stop),
             ignore_eos=self.ignore_eos,
         )
-        if isinstance(self.prompt, str):
-            return Generate(uuid.uuid4().hex, params, prompt=self.prompt)
-        return Generate(uuid.uuid4().hex, params, prompt_ids=list(self.prompt))
+        text = self.prompt if isinstance(self.prompt, str) else None
+        ids = None if isinstance(self.prompt, str) else list(self.prompt)
+        schema = None if self.json_schema is None else ResponseFormat("json_schema", self.json_schema)
+        return Generate(uuid.uuid4().hex, params, prompt=text, prompt_ids=ids, response_format=schema)
 
 
-def _final(
-    model: str, text: str, last: Delta, started: float, first: float, ended: float
-) -> dict[str, object]:
+def _final(model: str, text: str, result: Result) -> dict[str, object]:
+    last = result.choices[0].last
+    assert last is not None and result.first is not None and result.last is not None
     stop_type = "limit" if last.finish_reason == "length" else "word" if last.stop_word else "eos"
-    prompt_ms, predicted_ms = (first - started) * 1000, (ended - first) * 1000
+    prompt_ms = (result.first - result.started) * 1000
+    predicted_ms = (result.last - result.first) * 1000
     n = last.completion_tokens
     return {
         "content": text,
@@ -95,50 +95,41 @@ def _final(
     }
 
 
+class LlamaShape:
+    """One `{"content", "stop": false}` event per piece, the last with `stop: true` and the totals;
+    no `[DONE]`. Errors in OpenAI's shape."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def opening(self, result: Result) -> bytes:
+        return b""
+
+    def events(self, result: Result, index: int, delta: Delta) -> bytes:
+        events = sse.event({"content": delta.text, "stop": False}) if delta.text else b""
+        if delta.finish_reason is not None:
+            events += sse.event(_final(self.model, "", result))
+        return events
+
+    def closing(self, result: Result) -> bytes:
+        return b""
+
+    def body(self, result: Result) -> dict[str, object]:
+        return _final(self.model, result.choices[0].content, result)
+
+    def error(self, exc: APIError | TimeoutError) -> APIError:
+        return timeout_error(exc)
+
+    def error_event(self, error: APIError) -> bytes:
+        return sse.event(error.body())
+
+
 async def completion(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, CompletionBody)
-    settings, router = request.app[SETTINGS], request.app[ROUTER]
+    settings = request.app[SETTINGS]
     model = body.model or settings.default_model()
-    request[LOG_FIELDS]["model"] = model
     generate = body.generate(settings.default_max_tokens, settings.max_tokens_cap)
-    started = time.perf_counter()
-    first: float | None = None
-    pieces: list[str] = []
-    response: web.StreamResponse | None = None
-    deadline = asyncio.get_running_loop().time() + settings.request_timeout
-    try:
-        async with asyncio.timeout_at(deadline), router.open(model, "completion", [generate]) as stream:
-            async for _, delta in stream:
-                assert isinstance(delta, Delta)
-                first = first or time.perf_counter()
-                if delta.finish_reason is not None:
-                    final = _final(
-                        model, "".join([*pieces, delta.text]), delta, started, first, time.perf_counter()
-                    )
-                    request[LOG_FIELDS].update(
-                        prompt_tokens=delta.prompt_tokens, completion_tokens=delta.completion_tokens
-                    )
-                    if not body.stream:
-                        return web.json_response(final)
-                    if response is None:
-                        response = await sse.open_stream(request)
-                    if delta.text:
-                        await response.write(sse.event({"content": delta.text, "stop": False}))
-                    await response.write(sse.event({**final, "content": ""}))
-                    return response
-                pieces.append(delta.text)
-                if body.stream:
-                    if response is None:  # after the first delta: a refused prompt keeps its status
-                        response = await sse.open_stream(request)
-                    if delta.text:
-                        await response.write(sse.event({"content": delta.text, "stop": False}))
-    except (APIError, TimeoutError) as exc:
-        error = exc if isinstance(exc, APIError) else APIError(504, "The request took too long.", "timeout")
-        if response is None:
-            raise error from None
-        await response.write(sse.event(error.body()))
-        return response
-    raise AssertionError("a generation stream ends with a finish reason or an error")
+    return await serve_generation(request, model, "completion", [generate], LlamaShape(model), body.stream)
 
 
 async def props(request: web.Request) -> web.Response:

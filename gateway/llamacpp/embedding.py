@@ -13,10 +13,9 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field, model_validator
 
+from gateway.http.body import MAX_EMBEDDING_INPUTS as MAX_INPUTS
+from gateway.http.body import StrictBody, TokenId, read_body
 from gateway.middlewares import LOG_FIELDS
-from gateway.openai.body import read_body
-from gateway.openai.schemas import MAX_EMBEDDING_INPUTS as MAX_INPUTS
-from gateway.openai.schemas import StrictBody, TokenId
 from gateway.state import ROUTER, SETTINGS
 from protocol import Embed, Embeddings
 

@@ -10,8 +10,8 @@ import uuid
 from aiohttp import web
 
 from gateway.errors import APIError
+from gateway.http.body import read_body
 from gateway.middlewares import LOG_FIELDS
-from gateway.openai.body import read_body
 from gateway.openai.schemas import EmbeddingRequest
 from gateway.state import ROUTER
 from protocol import Embeddings

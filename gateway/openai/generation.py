@@ -1,206 +1,185 @@
-"""Chat and text completions share one path: open a stream on the router, then either write each
-delta as an SSE chunk or collect them into one response. Only the shapes of the JSON differ."""
+"""The shapes of chat and text completions, streamed and not: the JSON of each event and of the
+answer. The request's path itself is gateway.http.generation's, the same for every family."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from dataclasses import dataclass, field
-
-import structlog
-from aiohttp import web
-from msgspec import json
 
 from gateway.errors import APIError
-from gateway.metrics import Metrics
-from gateway.middlewares import LOG_FIELDS
-from gateway.openai import sse
-from gateway.openai.schemas import Sampling
-from gateway.router import Router
-from gateway.state import METRICS, ROUTER, SETTINGS
-from protocol import Delta, Generate
+from gateway.http import sse
+from gateway.http.generation import Choice, Result, timeout_error
+from protocol import Delta, Details, TokenLogprob, ToolCallDelta
 
-log = structlog.get_logger()
+_NONE = Details()
 
 
-class ChatShape:
-    prefix, object, chunk_object = "chatcmpl", "chat.completion", "chat.completion.chunk"
-
-    @staticmethod
-    def start(index: int) -> dict[str, object]:
-        return {
-            "index": index,
-            "delta": {"role": "assistant", "content": ""},
-            "logprobs": None,
-            "finish_reason": None,
-        }
-
-    @staticmethod
-    def piece(index: int, text: str, finish: str | None) -> dict[str, object]:
-        delta = {"content": text} if text else {}
-        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-
-    @staticmethod
-    def choice(index: int, text: str, finish: str | None) -> dict[str, object]:
-        return {
-            "index": index,
-            "message": {"role": "assistant", "content": text},
-            "logprobs": None,
-            "finish_reason": finish,
-        }
+def _text(token: bytes) -> str:
+    return token.decode("utf-8", errors="replace")
 
 
-class CompletionShape:
-    prefix, object, chunk_object = "cmpl", "text_completion", "text_completion"
+class _OpenAIShape:
+    prefix = object_ = chunk_object = ""
 
-    @staticmethod
-    def start(index: int) -> None:
-        return None
+    def __init__(self, model: str, include_usage: bool, logprobs: bool) -> None:
+        self.header = {"id": f"{self.prefix}-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
+        self.head: dict[str, object] = {**self.header, "object": self.chunk_object}
+        if include_usage:
+            self.head["usage"] = None
+        self.include_usage, self.logprobs = include_usage, logprobs
 
-    @staticmethod
-    def piece(index: int, text: str, finish: str | None) -> dict[str, object]:
-        return {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+    def chunk(self, choice: dict[str, object]) -> bytes:
+        return sse.event({**self.head, "choices": [choice]})
 
-    choice = piece
+    def closing(self, result: Result) -> bytes:
+        usage = (
+            sse.event({**self.head, "choices": [], "usage": result.usage()}) if self.include_usage else b""
+        )
+        return usage + sse.DONE
+
+    def error(self, exc: APIError | TimeoutError) -> APIError:
+        return timeout_error(exc)
+
+    def error_event(self, error: APIError) -> bytes:
+        return sse.event(error.body()) + sse.DONE
+
+    def answer(self, result: Result, choices: list[dict[str, object]]) -> dict[str, object]:
+        return {**self.header, "object": self.object_, "choices": choices, "usage": result.usage()}
 
 
-Shape = type[ChatShape] | type[CompletionShape]
+class ChatShape(_OpenAIShape):
+    prefix, object_, chunk_object = "chatcmpl", "chat.completion", "chat.completion.chunk"
 
+    def opening(self, result: Result) -> bytes:
+        return b"".join(
+            self.chunk({"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                        "finish_reason": None})
+            for i in range(len(result.choices))
+        )  # fmt: skip
 
-@dataclass
-class Result:
-    """What came back so far, and the request's timings for the metrics."""
-
-    texts: list[list[str]]
-    finish: list[str | None]
-    metrics: Metrics
-    model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    header: dict[str, object] = field(default_factory=dict)
-    log: dict[str, object] = field(default_factory=dict)  # the request's log line
-    started: float = field(default_factory=time.perf_counter)
-    last: float | None = None
-
-    def __post_init__(self) -> None:
-        self._itl = self.metrics.itl.labels(self.model)  # looked up once, observed per delta
-
-    def add(self, index: int, delta: Delta) -> None:
-        now = time.perf_counter()
-        if self.last is None:
-            self.metrics.ttft.labels(self.model).observe(now - self.started)
-            self.log["ttft_ms"] = round((now - self.started) * 1000, 1)
-        else:
-            self._itl.observe(now - self.last)
-        self.last = now
-        self.texts[index].append(delta.text)
+    def events(self, result: Result, index: int, delta: Delta) -> bytes:
+        events = b""
+        details = delta.details or _NONE
+        if delta.text or details.logprobs:
+            logprobs = self._logprobs(details.logprobs or [])
+            content = {"content": delta.text} if delta.text else {}
+            events += self.chunk(
+                {"index": index, "delta": content, "logprobs": logprobs, "finish_reason": None}
+            )
+        if details.tool_calls:
+            calls = [_call_delta(part) for part in details.tool_calls]
+            events += self.chunk(
+                {"index": index, "delta": {"tool_calls": calls}, "logprobs": None, "finish_reason": None}
+            )
         if delta.finish_reason is not None:
-            self.finish[index] = delta.finish_reason
-            self.prompt_tokens += delta.prompt_tokens
-            self.completion_tokens += delta.completion_tokens
-            self.log.update(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
-            if None not in self.finish:
-                self.metrics.e2e.labels(self.model).observe(now - self.started)
+            events += self.chunk(
+                {"index": index, "delta": {}, "logprobs": None, "finish_reason": delta.finish_reason}
+            )
+        return events
 
-    def usage(self) -> dict[str, int]:
+    def body(self, result: Result) -> dict[str, object]:
+        return self.answer(result, [self._choice(i, c) for i, c in enumerate(result.choices)])
+
+    def _choice(self, index: int, choice: Choice) -> dict[str, object]:
+        message: dict[str, object] = {"role": "assistant", "content": choice.content}
+        if choice.tool_calls:
+            message["content"] = choice.content or None
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in choice.tool_calls
+            ]
+        logprobs = self._logprobs(choice.logprobs)
         return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "index": index,
+            "message": message,
+            "logprobs": logprobs,
+            "finish_reason": choice.finish_reason,
         }
 
-
-async def respond(
-    request: web.Request, body: Sampling, task: str, requests: list[Generate], shape: Shape
-) -> web.StreamResponse:
-    settings, router = request.app[SETTINGS], request.app[ROUTER]
-    result = Result(
-        texts=[[] for _ in requests],
-        finish=[None] * len(requests),
-        metrics=request.app[METRICS],
-        model=body.model,
-        header={"id": f"{shape.prefix}-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model},
-        log=request[LOG_FIELDS],
-    )
-    result.log["model"] = body.model
-    deadline = asyncio.get_running_loop().time() + settings.request_timeout
-    if body.stream:
-        return await _stream(request, router, body, task, requests, shape, result, deadline)
-    try:
-        async with (
-            asyncio.timeout_at(deadline),
-            router.open(body.model, task, requests) as stream,
-        ):
-            async for index, delta in stream:
-                result.add(index, delta)
-    except TimeoutError:
-        raise APIError(504, "The request took longer than the server allows.", "timeout") from None
-    choices = [
-        shape.choice(i, "".join(texts), finish)
-        for i, (texts, finish) in enumerate(zip(result.texts, result.finish, strict=True))
-    ]
-    payload = {**result.header, "object": shape.object, "choices": choices, "usage": result.usage()}
-    return web.Response(body=json.encode(payload), content_type="application/json")
+    def _logprobs(self, tokens: list[TokenLogprob]) -> dict[str, object] | None:
+        if not self.logprobs:
+            return None
+        return {"content": [_chat_logprob(t) for t in tokens], "refusal": None}
 
 
-async def _stream(
-    request: web.Request,
-    router: Router,
-    body: Sampling,
-    task: str,
-    requests: list[Generate],
-    shape: Shape,
-    result: Result,
-    deadline: float,
-) -> web.StreamResponse:
-    head = {**result.header, "object": shape.chunk_object}
-    if body.include_usage:
-        head["usage"] = None
-    response: web.StreamResponse | None = None
-    try:
-        async with (
-            asyncio.timeout_at(deadline),
-            router.open(body.model, task, requests) as stream,
-        ):
-            deltas = aiter(stream)
-            # The first delta comes before the headers, so that a request the worker refuses
-            # (a prompt over the context, say) is answered with its own status, not a 200 stream.
-            first = await anext(deltas, None)
-            response = await sse.open_stream(request)
-            starts = (shape.start(index) for index in range(len(requests)))
-            pending = [sse.event({**head, "choices": [start]}) for start in starts if start is not None]
-            if first is not None:
-                pending.append(_events(head, shape, result, *first))
-            await response.write(b"".join(pending))
-            pending.clear()
-            async for index, delta in deltas:
-                pending.append(_events(head, shape, result, index, delta))
-                if stream.queue.empty():  # what is ready leaves in one write, the rest as it comes
-                    await response.write(b"".join(pending))
-                    pending.clear()
-            if pending:
-                await response.write(b"".join(pending))
-    except (APIError, TimeoutError) as exc:
-        error = exc if isinstance(exc, APIError) else APIError(504, "The request took too long.", "timeout")
-        if response is None:
-            raise error from None
-        log.warning("stream ended by an error", status=error.status, code=error.code)
-        await response.write(sse.event(error.body()))
-        await response.write(sse.DONE)
-        return response
-    if body.include_usage:
-        await response.write(sse.event({**head, "choices": [], "usage": result.usage()}))
-    await response.write(sse.DONE)
-    return response
+def _call_delta(part: ToolCallDelta) -> dict[str, object]:
+    if part.id is None:
+        return {"index": part.index, "function": {"arguments": part.arguments}}
+    function = {"name": part.name, "arguments": part.arguments}
+    return {"index": part.index, "id": part.id, "type": "function", "function": function}
 
 
-def _events(head: dict[str, object], shape: Shape, result: Result, index: int, delta: Delta) -> bytes:
-    """The SSE events of one delta: its text, and its finish reason when it is the last."""
-    result.add(index, delta)
-    events = b""
-    if delta.text:
-        events += sse.event({**head, "choices": [shape.piece(index, delta.text, None)]})
-    if delta.finish_reason is not None:
-        events += sse.event({**head, "choices": [shape.piece(index, "", delta.finish_reason)]})
-    return events
+def _chat_logprob(token: TokenLogprob) -> dict[str, object]:
+    return {
+        "token": _text(token.token),
+        "logprob": token.logprob,
+        "bytes": list(token.token),
+        "top_logprobs": [
+            {"token": _text(alt), "logprob": logprob, "bytes": list(alt)} for alt, logprob in token.top
+        ],
+    }
+
+
+class CompletionShape(_OpenAIShape):
+    """Text completions; with `echo`, each choice's text starts with its prompt (`prompts[i]`, or
+    the prompt tokens the worker sent back when the prompt was token ids)."""
+
+    prefix, object_, chunk_object = "cmpl", "text_completion", "text_completion"
+
+    def __init__(
+        self, model: str, include_usage: bool, logprobs: bool, echo: list[str | None] | None = None
+    ) -> None:
+        super().__init__(model, include_usage, logprobs)
+        self.echo = echo
+        self.sent: dict[int, int] = {}  # characters of each choice's text streamed so far
+
+    def opening(self, result: Result) -> bytes:
+        return b""
+
+    def events(self, result: Result, index: int, delta: Delta) -> bytes:
+        details = delta.details or _NONE
+        text, tokens = delta.text, list(details.logprobs or [])
+        if details.prompt_logprobs is not None and self.echo is not None:
+            text = self._prompt_text(index, details.prompt_logprobs) + text
+            tokens = [*details.prompt_logprobs, *tokens]
+        if not text and not tokens and delta.finish_reason is None:
+            return b""
+        logprobs = self._logprobs(tokens, self.sent.get(index, 0))
+        self.sent[index] = self.sent.get(index, 0) + len(text)
+        return self.chunk(
+            {"index": index, "text": text, "logprobs": logprobs, "finish_reason": delta.finish_reason}
+        )
+
+    def body(self, result: Result) -> dict[str, object]:
+        choices = []
+        for index, choice in enumerate(result.choices):
+            text, tokens = choice.content, choice.logprobs
+            if self.echo is not None:
+                text = self._prompt_text(index, choice.prompt_logprobs) + text
+                tokens = [*choice.prompt_logprobs, *tokens]
+            logprobs = self._logprobs(tokens, 0)
+            choices.append(
+                {"index": index, "text": text, "logprobs": logprobs, "finish_reason": choice.finish_reason}
+            )
+        return self.answer(result, choices)
+
+    def _prompt_text(self, index: int, prompt: list[TokenLogprob]) -> str:
+        given = self.echo[index] if self.echo is not None else None
+        return given if given is not None else b"".join(t.token for t in prompt).decode(errors="replace")
+
+    def _logprobs(self, tokens: list[TokenLogprob], offset: int) -> dict[str, object] | None:
+        """OpenAI's legacy shape; `text_offset` counts from the start of the choice's text."""
+        if not self.logprobs:
+            return None
+        texts = [_text(t.token) for t in tokens]
+        offsets = []
+        for piece in texts:
+            offsets.append(offset)
+            offset += len(piece)
+        return {
+            "tokens": texts,
+            "token_logprobs": [t.logprob for t in tokens],
+            "top_logprobs": [{_text(alt): lp for alt, lp in t.top} if t.logprob is not None else None
+                             for t in tokens],
+            "text_offset": offsets,
+        }  # fmt: skip

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 from aiohttp import web
 from pydantic import Field
 
 from gateway.errors import APIError
+from gateway.http.body import StrictBody, read_body
+from gateway.http.generation import serve_generation
+from gateway.http.openapi import Route
 from gateway.openai import tokenize
-from gateway.openai.body import read_body
 from gateway.openai.embeddings import embeddings
-from gateway.openai.generation import ChatShape, CompletionShape, respond
-from gateway.openai.openapi import openapi_json
-from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest, StrictBody
+from gateway.openai.generation import ChatShape, CompletionShape
+from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.registry import ModelState
 from gateway.state import ROUTER, SETTINGS, SUPERVISOR
-from protocol import Generate
 
 OWNER = "enginehouse"
 _STARTED = int(time.time())
@@ -25,24 +24,17 @@ _STARTED = int(time.time())
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, ChatCompletionRequest)
-    generate = Generate(
-        request_id=uuid.uuid4().hex,
-        params=body.sampling_params(*_token_limits(request)),
-        messages=[m.wire() for m in body.messages],
-    )
-    return await respond(request, body, "chat", [generate], ChatShape)
+    requests = body.generates(*_token_limits(request))
+    shape = ChatShape(body.model, body.include_usage, bool(body.logprobs))
+    return await serve_generation(request, body.model, "chat", requests, shape, body.stream)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, CompletionRequest)
-    params = body.sampling_params(*_token_limits(request))
-    requests = [
-        Generate(request_id=uuid.uuid4().hex, params=params, prompt=p)
-        if isinstance(p, str)
-        else Generate(request_id=uuid.uuid4().hex, params=params, prompt_ids=p)
-        for p in body.prompts()
-    ]
-    return await respond(request, body, "completion", requests, CompletionShape)
+    requests = body.generates(*_token_limits(request))
+    echo = [r.prompt for r in requests] if body.echo else None
+    shape = CompletionShape(body.model, body.include_usage, body.logprobs is not None, echo)
+    return await serve_generation(request, body.model, "completion", requests, shape, body.stream)
 
 
 def _token_limits(request: web.Request) -> tuple[int, int | None]:
@@ -101,6 +93,18 @@ async def unload_model(request: web.Request) -> web.Response:
     return web.json_response(request.app[ROUTER].models[model].status())
 
 
+ROUTES = [
+    Route("/v1/chat/completions", "Chat completion", ChatCompletionRequest, "required"),
+    Route("/v1/completions", "Text completion", CompletionRequest, "required"),
+    Route("/v1/embeddings", "Embeddings of texts or token ids", EmbeddingRequest, "required"),
+    Route("/v1/tokenize", "A prompt's tokens (vLLM's shape)", tokenize.TokenizeRequest, "required"),
+    Route("/v1/detokenize", "Tokens' text (vLLM's shape)", tokenize.DetokenizeRequest, "required"),
+    Route("/v1/models", "The models served"),
+    Route("/v1/models/status", "Per-model state and counters"),
+    Route("/v1/models/{model}", "One model", model="path"),
+]
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
@@ -112,4 +116,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/models/load", load_model)
     app.router.add_post("/v1/models/unload", unload_model)
     app.router.add_get("/v1/models/{model}", get_model)
-    app.router.add_get("/openapi.json", openapi_json)

@@ -6,30 +6,22 @@ do not implement are refused when set to anything but their default, never silen
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import uuid
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictInt,
-    field_validator,
-    model_validator,
-)
+import msgspec
+from pydantic import AfterValidator, Field, StrictInt, field_validator, model_validator
 
 from gateway.errors import APIError
-from protocol import ChatMessage, Embed, SamplingParams
+from gateway.http.body import INT32, MAX_EMBEDDING_INPUTS, StrictBody, TokenId
+from protocol import ChatMessage, Embed, Generate, ResponseFormat, SamplingParams, Tool, ToolCall
 
 MAX_STOP = 4
-INT32 = 2**31 - 1  # integers that reach the worker fit the wire
+MAX_CHOICES = 16  # n: choices of one request, each a sequence of its own
+MAX_TOP_LOGPROBS = 20  # chat's top_logprobs, as OpenAI allows
+MAX_COMPLETION_LOGPROBS = 5  # completions' logprobs, as OpenAI allows
 # max_tokens and top_k past any model's reach are clamped (to the context, to the vocabulary)
 Clamped = Annotated[int, Field(ge=1), AfterValidator(lambda v: min(v, INT32))]
-TokenId = Annotated[StrictInt, Field(ge=0, le=INT32)]
-
-
-class StrictBody(BaseModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, strict=True)  # JSON types as sent
 
 
 class StreamOptions(StrictBody):
@@ -53,7 +45,7 @@ class Sampling(StrictBody):
     seed: Annotated[StrictInt, Field(ge=-(2**63), le=2**64 - 1)] | None = None
     stop: str | list[str] | None = Field(None, validate_default=True)
     ignore_eos: bool = False
-    n: Annotated[int, Field(ge=1)] | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_CHOICES)] | None = None
     logit_bias: dict[str, float] | None = None
     user: str | None = None
 
@@ -68,17 +60,17 @@ class Sampling(StrictBody):
         return stops
 
     def refuse_unsupported(self) -> None:
-        if self.n not in (None, 1):
-            raise APIError(400, "n > 1 is not supported yet; send n = 1.", "unsupported_parameter", "n")
         if self.logit_bias:
             raise APIError(400, "logit_bias is not supported.", "unsupported_parameter", "logit_bias")
 
-    def sampling_params(self, default_max_tokens: int, max_tokens_cap: int | None) -> SamplingParams:
-        """The wire's parameters; max_tokens gets the server's default and cap (the worker clamps
-        it to the context), temperature and top_p are left to the model's defaults when absent."""
+    def sampling_params(self, default_max_tokens: int, max_tokens_cap: int | None) -> list[SamplingParams]:
+        """The wire's parameters, one per choice (n); max_tokens gets the server's default and cap
+        (the worker clamps it to the context), temperature and top_p are left to the model's
+        defaults when absent. With a seed, choice i draws with seed + i: n different answers that
+        the same request gives again."""
         self.refuse_unsupported()
         max_tokens = self.max_tokens or default_max_tokens
-        return SamplingParams(
+        params = SamplingParams(
             max_tokens=min(max_tokens, max_tokens_cap or max_tokens),
             temperature=self.temperature,
             top_p=self.top_p,
@@ -91,6 +83,8 @@ class Sampling(StrictBody):
             stop=self.stop,  # type: ignore[arg-type]  # the validator made it a list
             ignore_eos=self.ignore_eos,
         )
+        seeds = [None if self.seed is None else (self.seed + i) % 2**64 for i in range(self.n or 1)]
+        return [params if seed == self.seed else msgspec.structs.replace(params, seed=seed) for seed in seeds]
 
     @property
     def include_usage(self) -> bool:
@@ -102,63 +96,169 @@ class TextPart(StrictBody):
     text: str
 
 
+class CalledFunction(StrictBody):
+    name: str = Field(min_length=1)
+    arguments: str
+
+
+class AssistantToolCall(StrictBody):
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
 class Message(StrictBody):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
+    tool_calls: list[AssistantToolCall] | None = None  # an assistant's
+    tool_call_id: str | None = None  # a tool result's: the call it answers
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _roles(self) -> Message:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a `tool` message needs the `tool_call_id` of the call it answers")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only an `assistant` message carries `tool_calls`")
+        return self
 
     def wire(self) -> ChatMessage:
         content = self.content
         if isinstance(content, list):
             content = "\n".join(part.text for part in content)
+        calls = [ToolCall(c.id, c.function.name, c.function.arguments) for c in self.tool_calls or ()]
         # the model's template knows no "developer": it is OpenAI's newer name for "system"
-        return ChatMessage("system" if self.role == "developer" else self.role, content or "")
+        role = "system" if self.role == "developer" else self.role
+        return ChatMessage(role, content or "", calls, self.tool_call_id, self.name)
+
+
+FunctionName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+class FunctionDefinition(StrictBody):
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(StrictBody):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(StrictBody):
+    name: FunctionName
+
+
+class NamedToolChoice(StrictBody):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaSpec(StrictBody):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class TextFormat(StrictBody):
+    type: Literal["text"]
+
+
+class JsonObjectFormat(StrictBody):
+    type: Literal["json_object"]
+
+
+class JsonSchemaFormat(StrictBody):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+Format = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")]
+
+
+def response_format(given: TextFormat | JsonObjectFormat | JsonSchemaFormat | None) -> ResponseFormat | None:
+    """The wire's constraint for a response format (also the completions' extension)."""
+    if isinstance(given, JsonObjectFormat):
+        return ResponseFormat("json_object")
+    if isinstance(given, JsonSchemaFormat):
+        return ResponseFormat("json_schema", given.json_schema.schema_)
+    return None
 
 
 class ChatCompletionRequest(Sampling):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: Clamped | None = None
     logprobs: bool | None = None
-    tools: list[dict[str, object]] | None = None
-    response_format: dict[str, object] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: Format | None = None
 
     @model_validator(mode="after")
-    def _max_completion_tokens(self) -> ChatCompletionRequest:
+    def _fields_together(self) -> ChatCompletionRequest:
         if self.max_completion_tokens is not None:
             self.max_tokens = self.max_completion_tokens
+        # APIError passes through pydantic: the 400 names the field
+        if self.top_logprobs is not None and not self.logprobs:
+            raise APIError(
+                400, "`top_logprobs` needs `logprobs` set to true.", "invalid_value", "top_logprobs"
+            )
+        names = [t.function.name for t in self.tools or ()]
+        if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.function.name not in names:
+            message = f"No tool named {self.tool_choice.function.name!r} is in `tools`."
+            raise APIError(400, message, "invalid_value", "tool_choice")
+        if self.tool_choice == "required" and not names:
+            raise APIError(
+                400, "`required` needs at least one tool in `tools`.", "invalid_value", "tool_choice"
+            )
         return self
 
-    def refuse_unsupported(self) -> None:
-        super().refuse_unsupported()
-        if self.logprobs:
-            raise APIError(400, "logprobs are not supported.", "unsupported_parameter", "logprobs")
-        if self.tools:
-            raise APIError(400, "tools are not supported by this model.", "unsupported_parameter", "tools")
-        if self.response_format and self.response_format.get("type") not in (None, "text"):
-            raise APIError(
-                400,
-                "only response_format type `text` is supported.",
-                "unsupported_parameter",
-                "response_format",
+    def generates(self, default_max_tokens: int, max_tokens_cap: int | None) -> list[Generate]:
+        """One Generate per choice (n)."""
+        messages = [m.wire() for m in self.messages]
+        tools = [
+            Tool(t.function.name, t.function.description or "", t.function.parameters or {})
+            for t in self.tools or ()
+        ]
+        choice = self.tool_choice or ("auto" if tools else "none")
+        named = isinstance(choice, NamedToolChoice)
+        return [
+            Generate(
+                request_id=uuid.uuid4().hex,
+                params=params,
+                messages=messages,
+                tools=tools,
+                tool_choice="function" if named else choice,  # type: ignore[arg-type]
+                tool_name=choice.function.name if named else None,  # type: ignore[union-attr]
+                parallel_tool_calls=bool(self.parallel_tool_calls),  # off unless asked, as llama.cpp has it
+                response_format=response_format(self.response_format),
+                logprobs=(self.top_logprobs or 0) if self.logprobs else None,
             )
+            for params in self.sampling_params(default_max_tokens, max_tokens_cap)
+        ]
 
 
 class CompletionRequest(Sampling):
     prompt: str | list[str] | list[TokenId] | list[list[TokenId]] = Field(min_length=1)
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: Annotated[int, Field(ge=0, le=MAX_COMPLETION_LOGPROBS)] | None = None
     suffix: str | None = None
     best_of: int | None = None
+    response_format: Format | None = None  # our extension, as vLLM has it
 
     def refuse_unsupported(self) -> None:
         super().refuse_unsupported()
-        for name in ("echo", "logprobs", "suffix"):
-            if getattr(self, name):
-                raise APIError(400, f"{name} is not supported.", "unsupported_parameter", name)
-        if self.best_of not in (None, 1):
-            raise APIError(400, "best_of > 1 is not supported.", "unsupported_parameter", "best_of")
+        if self.suffix:
+            raise APIError(400, "suffix is not supported.", "unsupported_parameter", "suffix")
+        if self.best_of not in (None, 1, self.n):
+            raise APIError(400, "best_of > n is not supported.", "unsupported_parameter", "best_of")
 
     def prompts(self) -> list[str | list[int]]:
-        """One entry per choice: a text prompt or a prompt of token ids."""
+        """Each prompt: a text or token ids."""
         prompt = self.prompt
         if isinstance(prompt, str):
             return [prompt]
@@ -166,8 +266,22 @@ class CompletionRequest(Sampling):
             return [prompt]  # type: ignore[list-item]  # one prompt of token ids
         return list(prompt)  # type: ignore[arg-type]
 
-
-MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit per request
+    def generates(self, default_max_tokens: int, max_tokens_cap: int | None) -> list[Generate]:
+        """Choices in OpenAI's order: for each prompt, its n choices."""
+        choices = self.sampling_params(default_max_tokens, max_tokens_cap)
+        return [
+            Generate(
+                request_id=uuid.uuid4().hex,
+                params=params,
+                prompt=prompt if isinstance(prompt, str) else None,
+                prompt_ids=None if isinstance(prompt, str) else prompt,
+                response_format=response_format(self.response_format),
+                logprobs=self.logprobs,
+                echo=self.echo,
+            )
+            for prompt in self.prompts()
+            for params in choices
+        ]
 
 
 class EmbeddingRequest(StrictBody):

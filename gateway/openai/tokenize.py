@@ -7,8 +7,7 @@ import uuid
 from aiohttp import web
 from pydantic import Field
 
-from gateway.openai.body import read_body
-from gateway.openai.schemas import StrictBody, TokenId
+from gateway.http.body import StrictBody, TokenId, read_body
 from gateway.state import ROUTER
 from protocol import Detokenize, Detokenized, Tokenize, Tokenized
 

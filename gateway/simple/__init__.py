@@ -5,8 +5,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.http.openapi import Route
 from gateway.simple import generate, models
 from gateway.state import DETAIL_PATHS
+
+ROUTES = [
+    Route("/generate", "Text generation (simple REST)", generate.GenerateBody, "optional", detail=True),
+    Route("/chat", "Chat (simple REST)", generate.ChatBody, "optional", detail=True),
+    Route(
+        "/generate/batch", "Prompts generated together (simple REST)", generate.BatchBody, "optional", True
+    ),
+    Route("/models/current", "The default model and the loaded ones (simple REST)", detail=True),
+    Route("/models/available", "Every model and its state (simple REST)", detail=True),
+    Route("/system/info", "CPU, memory, devices, loaded models (simple REST)", detail=True),
+]
 
 
 def add_routes(app: web.Application) -> None:

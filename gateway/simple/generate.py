@@ -7,8 +7,6 @@ share its steps."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from typing import Annotated, Literal
 
@@ -16,12 +14,10 @@ from aiohttp import web
 from pydantic import Field
 
 from gateway.errors import APIError
-from gateway.middlewares import LOG_FIELDS
-from gateway.openai import sse
-from gateway.openai.body import read_body
-from gateway.openai.generation import Result
-from gateway.openai.schemas import INT32, StrictBody
-from gateway.state import METRICS, ROUTER, SETTINGS
+from gateway.http import sse
+from gateway.http.body import INT32, StrictBody, read_body
+from gateway.http.generation import Result, serve_generation
+from gateway.state import SETTINGS
 from protocol import ChatMessage, Delta, Generate, SamplingParams
 
 MAX_BATCH_PROMPTS = 64
@@ -93,53 +89,43 @@ async def generate_batch(request: web.Request) -> web.StreamResponse:
 async def _answer(
     request: web.Request, body: Options, task: str, requests: list[Generate], batch: bool = False
 ) -> web.StreamResponse:
-    settings, router = request.app[SETTINGS], request.app[ROUTER]
-    model = body.model or settings.default_model()
-    result = Result(
-        texts=[[] for _ in requests],
-        finish=[None] * len(requests),
-        metrics=request.app[METRICS],
-        model=model,
-        log=request[LOG_FIELDS],
-        started=time.perf_counter(),
-    )
-    result.log["model"] = model
-    response: web.StreamResponse | None = None
-    deadline = asyncio.get_running_loop().time() + settings.request_timeout
-    try:
-        async with asyncio.timeout_at(deadline), router.open(model, task, requests) as stream:
-            async for index, delta in stream:
-                assert isinstance(delta, Delta)
-                result.add(index, delta)
-                if not body.stream:
-                    continue
-                if response is None:  # after the first delta: a refused prompt keeps its status
-                    response = await sse.open_stream(request)
-                where = {"index": index} if batch else {}
-                if delta.text:
-                    await response.write(sse.event({**where, "response": delta.text}))
-                if delta.finish_reason is not None:
-                    usage = {"usage": result.usage()} if None not in result.finish else {}
-                    await response.write(sse.event({**where, "finish_reason": delta.finish_reason, **usage}))
-    except (APIError, TimeoutError) as exc:
-        error = _simple_error(exc)
-        if response is None:
-            raise error from None
-        await response.write(sse.event({"detail": error.message}))
-        await response.write(sse.DONE)
-        return response
-    if response is not None:
-        await response.write(sse.DONE)
-        return response
-    texts = ["".join(pieces) for pieces in result.texts]
-    answer = {"responses": texts} if batch else {"response": texts[0]}
-    return web.json_response({**answer, "usage": result.usage()})
+    model = body.model or request.app[SETTINGS].default_model()
+    return await serve_generation(request, model, task, requests, SimpleShape(batch), body.stream)
 
 
-def _simple_error(exc: APIError | TimeoutError) -> APIError:
-    """The simple server's statuses: a prompt past the model's context is 413, a timeout 500."""
-    if isinstance(exc, TimeoutError):
-        return APIError(500, "The request took longer than the server allows.", "timeout")
-    if exc.code == "context_length_exceeded":
-        return APIError(413, exc.message, exc.code, exc.param)
-    return exc
+class SimpleShape:
+    """`{"response"}` pieces (with the prompt's `index` in a batch), a `finish_reason` event (with
+    the usage once every prompt is done), `[DONE]`; errors are `{"detail"}`."""
+
+    def __init__(self, batch: bool) -> None:
+        self.batch = batch
+
+    def opening(self, result: Result) -> bytes:
+        return b""
+
+    def events(self, result: Result, index: int, delta: Delta) -> bytes:
+        where = {"index": index} if self.batch else {}
+        events = sse.event({**where, "response": delta.text}) if delta.text else b""
+        if delta.finish_reason is not None:
+            usage = {"usage": result.usage()} if result.finished else {}
+            events += sse.event({**where, "finish_reason": delta.finish_reason, **usage})
+        return events
+
+    def closing(self, result: Result) -> bytes:
+        return sse.DONE
+
+    def body(self, result: Result) -> dict[str, object]:
+        texts = [choice.content for choice in result.choices]
+        answer = {"responses": texts} if self.batch else {"response": texts[0]}
+        return {**answer, "usage": result.usage()}
+
+    def error(self, exc: APIError | TimeoutError) -> APIError:
+        """The simple server's statuses: a prompt past the model's context is 413, a timeout 500."""
+        if isinstance(exc, TimeoutError):
+            return APIError(500, "The request took longer than the server allows.", "timeout")
+        if exc.code == "context_length_exceeded":
+            return APIError(413, exc.message, exc.code, exc.param)
+        return exc
+
+    def error_event(self, error: APIError) -> bytes:
+        return sse.event({"detail": error.message}) + sse.DONE

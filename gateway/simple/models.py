@@ -14,8 +14,7 @@ from aiohttp import web
 from pydantic import Field
 
 from gateway.errors import APIError
-from gateway.openai.body import read_body
-from gateway.openai.schemas import StrictBody
+from gateway.http.body import StrictBody, read_body
 from gateway.state import ROUTER, SETTINGS, SUPERVISOR
 
 DEVICES = web.AppKey("devices", asyncio.Task[dict[str, object]])

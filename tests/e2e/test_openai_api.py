@@ -124,7 +124,7 @@ def test_unknown_model_is_404_model_not_found(client):
             "temperature",
         ),
         (
-            b'{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "x"}], "n": 2}',
+            b'{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "x"}], "n": 0}',
             400,
             "n",
         ),

@@ -14,7 +14,7 @@ from workers.engines.openvino.device import (
     choose_device,
     npu_properties,
 )
-from workers.engines.openvino.generation_config import generation_config
+from workers.engines.openvino.generation_config import sampling_config
 
 
 @pytest.mark.parametrize(
@@ -77,7 +77,7 @@ def test_sampling_maps_onto_generation_config():
         stop=["\n"],
         ignore_eos=True,
     )
-    config = generation_config(params, budget=30)
+    config = sampling_config(params, budget=30)
     assert config.do_sample and config.max_new_tokens == 30 and config.ignore_eos
     assert config.temperature == pytest.approx(0.7) and config.top_p == pytest.approx(0.9)
     assert config.top_k == 40 and config.min_p == pytest.approx(0.9999)  # OpenVINO wants < 1
@@ -89,15 +89,15 @@ def test_sampling_maps_onto_generation_config():
 
 
 def test_greedy_and_unseeded_sampling():
-    greedy = generation_config(SamplingParams(temperature=0.0), budget=10)
+    greedy = sampling_config(SamplingParams(temperature=0.0), budget=10)
     assert not greedy.do_sample and greedy.is_greedy_decoding()
-    seeds = {generation_config(SamplingParams(temperature=1.0), 10).rng_seed for _ in range(3)}
+    seeds = {sampling_config(SamplingParams(temperature=1.0), 10).rng_seed for _ in range(3)}
     assert len(seeds) == 3  # no seed: a fresh one per request, not OpenVINO's fixed default
 
 
 def test_what_openvino_refuses_is_a_400():
     with pytest.raises(RequestError) as error:
-        generation_config(SamplingParams(temperature=1.0, repetition_penalty=-1.0), budget=10)
+        sampling_config(SamplingParams(temperature=1.0, repetition_penalty=-1.0), budget=10)
     assert error.value.status == 400 and error.value.code == "invalid_sampling"
 
 

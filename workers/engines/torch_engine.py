@@ -6,13 +6,19 @@ is prefilled alone (all but its last prompt token) and copied into the batch cac
 Then one batched forward runs over one token per row:
 the last prompt token for a row that just joined, the last sampled token for the others. Every row
 therefore advances exactly one token per step, and finished or cancelled rows leave at once.
+
+A row under a grammar (a JSON schema, a required tool call) has the tokens its grammar forbids
+masked out of its logits before the sampler chooses; other rows in the same step are untouched.
+Log-probabilities are taken from the logits before any mask or sampling rule (workers/logprobs.py);
+with `echo`, the prompt is prefilled through the LM head so its tokens get theirs too.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 import torch
@@ -21,9 +27,11 @@ from transformers import AutoModelForCausalLM
 from transformers.cache_utils import DynamicCache
 
 from protocol import Delta, Generate
+from workers import logprobs
 from workers.engines.base import Capabilities, Engine, EngineStats
 from workers.engines.torch_kv import BatchKV
 from workers.engines.torch_sampling import RowSampler, choose_tokens
+from workers.grammar import Grammars, constraint, mask_logits
 from workers.model_files import hf_location, load_tokenizer
 from workers.prompts import prompt_ids
 from workers.sequence import Sequence
@@ -40,6 +48,12 @@ class _Row:
     seq: Sequence
     sampler: RowSampler
     next_input: int  # the token this row feeds to the next step
+    matcher: Any = None  # xgrammar's GrammarMatcher when the row decodes under a grammar
+    prompt_logits: list[torch.Tensor] = field(default_factory=list)  # echo: per prefill chunk
+
+    @property
+    def scores_prompt(self) -> bool:
+        return self.seq.echo and self.seq.logprobs is not None
 
 
 def load_pretrained(path: Path, dtype: torch.dtype) -> tuple[object, torch.nn.Module]:
@@ -79,6 +93,8 @@ class TorchEngine(Engine):
         self.prefix: DynamicCache | None = None  # that first one's cache so far
         self.stats = EngineStats()
         self.failures = []  # every refusal happens in add()
+        self.grammars = Grammars(self.tokenizer, self.vocab_size, self.eos_ids)
+        self.pieces = logprobs.Pieces(self.tokenizer)
         self.capabilities = Capabilities(
             engine="torch",
             device=self.device.type,
@@ -96,7 +112,15 @@ class TorchEngine(Engine):
     def add(self, request: Generate) -> None:
         ids = prompt_ids(self.tokenizer, request, self.vocab_size)
         seq = Sequence.start(request, ids, self.context_length, self._decode)
-        self.waiting.append(_Row(seq, RowSampler(request.params, ids), ids[-1]))
+        grammar = constraint(request)
+        matcher = None
+        if grammar is not None:
+            matcher = self.grammars.matcher(grammar)
+            seq.ignore_eos = False  # a finished grammar allows only EOS
+        row = _Row(seq, RowSampler(request.params, ids), ids[-1], matcher)
+        if seq.echo and not row.scores_prompt:
+            seq.prompt_logprobs = logprobs.prompt_pieces(ids, self.pieces)
+        self.waiting.append(row)
         self._count()
 
     def cancel(self, request_id: str) -> None:
@@ -126,12 +150,26 @@ class TorchEngine(Engine):
             use_cache=True,
             logits_to_keep=1,
         ).logits
-        tokens = choose_tokens(logits[:, -1, :].float().cpu(), [r.sampler for r in self.running])
+        logits = logits[:, -1, :].float().cpu()
+        scored = {
+            i: torch.log_softmax(logits[i], dim=-1)
+            for i, row in enumerate(self.running)
+            if row.seq.logprobs is not None
+        }
+        matchers = [(i, row.matcher) for i, row in enumerate(self.running) if row.matcher is not None]
+        if matchers:
+            mask_logits(logits, matchers)
+        tokens = choose_tokens(logits, [r.sampler for r in self.running])
         deltas, keep = [], []
         for i, (row, token) in enumerate(zip(self.running, tokens, strict=True)):
             row.next_input = token
             row.sampler.record(token)
-            deltas.append(row.seq.advance(token, self.eos_ids))
+            if row.matcher is not None:
+                row.matcher.accept_token(token)
+            chosen = []
+            if i in scored:
+                chosen = [logprobs.chosen(scored[i], token, row.seq.logprobs or 0, self.pieces)]
+            deltas.append(row.seq.advance([token], self.eos_ids, chosen))
             if not row.seq.done:
                 keep.append(i)
         self.stats.steps += 1
@@ -147,7 +185,8 @@ class TorchEngine(Engine):
         """Prefill waiting requests in order, up to `prefill_chunk` tokens; admit those done."""
         budget = self.prefill_chunk
         while self.waiting and len(self.running) < self.max_batch and budget > 0:
-            prompt = self.waiting[0].seq.prompt
+            row = self.waiting[0]
+            prompt = row.seq.prompt
             n = len(prompt) - 1  # the last prompt token goes through the batched step
             if self.prefix is None:
                 self.prefix = DynamicCache()
@@ -155,9 +194,19 @@ class TorchEngine(Engine):
             take = min(budget, n - done)
             if take > 0:
                 ids = torch.tensor([prompt[done : done + take]], device=self.device)
-                self.model.model(input_ids=ids, past_key_values=self.prefix, use_cache=True)
+                if row.scores_prompt:  # through the LM head: each position predicts the next token
+                    out = self.model(input_ids=ids, past_key_values=self.prefix, use_cache=True)
+                    row.prompt_logits.append(out.logits[0].float().cpu())
+                else:
+                    self.model.model(input_ids=ids, past_key_values=self.prefix, use_cache=True)
                 budget -= take
             if done + take == n:
+                if row.scores_prompt:
+                    scores = torch.cat(row.prompt_logits) if row.prompt_logits else torch.empty(0)
+                    row.seq.prompt_logprobs = logprobs.of_prompt(
+                        scores, prompt, row.seq.logprobs or 0, self.pieces
+                    )
+                    row.prompt_logits.clear()
                 self.kv.add(self.prefix if n else None, n)
                 self.running.append(self.waiting.popleft())
                 self.prefix = None

@@ -9,6 +9,12 @@ and 200 in all for eight: one stream is what this engine is for, so it drives Ge
 Sampling uses ONNX Runtime GenAI's search options (greedy or do_sample with temperature, top_p,
 top_k, repetition_penalty, random_seed); min_p, presence_penalty and frequency_penalty, which
 it rejects, are applied by reading the logits and choosing with the sampler the torch engine uses.
+
+Constrained decoding is ONNX Runtime GenAI's own guidance (llguidance inside it): the schema is set
+on the request's GeneratorParams, and its sampler masks what the grammar forbids. That mask lives in
+its sampler, so a constrained request cannot also take the rules only our sampler has (min_p,
+presence and frequency penalties): that combination is a 400 here. Log-probabilities are read from
+the logits before it samples; with `echo`, from the logits of the whole prompt after it is appended.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ import structlog
 import torch
 
 from protocol import Delta, Generate, SamplingParams
-from workers.engines.base import Capabilities
+from workers import logprobs
+from workers.engines.base import Capabilities, RequestError
 from workers.engines.interleaved import InterleavedEngine
 from workers.engines.torch_sampling import RowSampler
+from workers.grammar import Constraint, constraint
 from workers.prompts import prompt_ids
 from workers.sequence import Sequence
 
@@ -84,12 +92,15 @@ class OnnxEngine(InterleavedEngine[_Running]):
             max_batch=max_batch,
             context_length=context_length,
         )
+        self.pieces = logprobs.Pieces(tokenizer)
         log.info("onnx engine ready", provider=provider, threads=threads, directory=str(directory))
 
     def _decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
-    def _generator(self, params: SamplingParams, prompt: list[int], budget: int) -> Any:
+    def _generator(
+        self, params: SamplingParams, prompt: list[int], budget: int, grammar: Constraint | None
+    ) -> Any:
         # the worker has filled in the model's temperature and top_p where the request had none
         temperature = 1.0 if params.temperature is None else params.temperature
         top_p = 1.0 if params.top_p is None else params.top_p
@@ -108,7 +119,18 @@ class OnnxEngine(InterleavedEngine[_Running]):
             options["min_length"] = len(prompt) + budget
         generator_params = og.GeneratorParams(self.model)
         generator_params.set_search_options(**options)
-        return og.Generator(self.model, generator_params)
+        if grammar is not None:
+            # compact JSON, as the other engines decode it: no runs of whitespace between tokens
+            schema = {**grammar.schema, "x-guidance": {"whitespace_flexible": False}}
+            generator_params.set_guidance("json_schema", json.dumps(schema))
+        try:
+            return og.Generator(self.model, generator_params)
+        except RuntimeError as exc:  # the grammar is compiled here
+            message = str(exc).removeprefix("Error creating grammar: ")
+            param = grammar.param if grammar is not None else None
+            raise RequestError(
+                400, "invalid_schema", f"The JSON schema cannot be used for decoding: {message}", param
+            ) from exc
 
     # --- the Engine interface -----------------------------------------------------------
 
@@ -117,22 +139,45 @@ class OnnxEngine(InterleavedEngine[_Running]):
         seq = Sequence.start(request, ids, self.context_length, self._decode)
         p = request.params
         own_rules = p.min_p > 0.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0
+        grammar = constraint(request)
+        if grammar is not None and own_rules:
+            raise RequestError(
+                400,
+                "unsupported_parameter",
+                "On the onnx engine a constrained answer (response_format, a required tool call) "
+                "cannot also use min_p, presence_penalty or frequency_penalty.",
+                grammar.param,
+            )
+        if grammar is not None:
+            seq.ignore_eos = False  # a finished grammar allows only EOS
+        if seq.echo and seq.logprobs is None:
+            seq.prompt_logprobs = logprobs.prompt_pieces(ids, self.pieces)
         sampler = RowSampler(p, ids) if own_rules else None
-        self.admit(_Running(seq, self._generator(p, ids, seq.budget), sampler))
+        self.admit(_Running(seq, self._generator(p, ids, seq.budget, grammar), sampler))
 
     def advance(self, row: _Running) -> Delta:
-        return row.seq.advance(self._next_token(row), self.eos_ids)
-
-    def _next_token(self, row: _Running) -> int:
-        generator = row.generator
+        generator, seq = row.generator, row.seq
         if row.fresh:
-            generator.append_tokens(row.seq.prompt)
+            generator.append_tokens(seq.prompt)
             row.fresh = False
+            if seq.echo and seq.logprobs is not None:
+                scores = generator.get_output("logits")
+                seq.prompt_logprobs = logprobs.of_prompt(
+                    torch.from_numpy(scores[0, :-1]), seq.prompt, seq.logprobs, self.pieces
+                )
+        scores = None
+        if row.sampler is not None or seq.logprobs is not None:
+            scores = generator.get_logits()
+            scores = torch.from_numpy(scores.reshape(-1, scores.shape[-1])[-1])
         if row.sampler is None:
             generator.generate_next_token()
-            return int(generator.get_next_tokens()[0])
-        logits = generator.get_logits()
-        token = row.sampler.choose(torch.from_numpy(logits.reshape(-1, logits.shape[-1])[-1]))
-        row.sampler.record(token)
-        generator.append_tokens([token])
-        return token
+            token = int(generator.get_next_tokens()[0])
+        else:
+            assert scores is not None
+            token = row.sampler.choose(scores)
+            row.sampler.record(token)
+            generator.append_tokens([token])
+        chosen = []
+        if seq.logprobs is not None and scores is not None:
+            chosen = [logprobs.of_logits(scores, token, seq.logprobs, self.pieces)]
+        return seq.advance([token], self.eos_ids, chosen)

@@ -19,9 +19,11 @@ import openvino as ov
 import openvino_genai as ov_genai
 import structlog
 
-from protocol import Delta, Failed, Generate
+from protocol import Delta, Failed, Generate, TokenLogprob
+from workers import logprobs
 from workers.engines.base import Capabilities, Engine, EngineStats
 from workers.engines.openvino.generation_config import generation_config
+from workers.grammar import Grammars
 from workers.prompts import prompt_ids
 from workers.sequence import Sequence
 
@@ -74,6 +76,8 @@ class BatchingEngine(Engine):
         self.failures: list[Failed] = []
         self._ids = itertools.count()
         self.stats = EngineStats()
+        self.grammars = Grammars(tokenizer, self.vocab_size, self.eos_ids)
+        self.pieces = logprobs.Pieces(tokenizer)
         self.capabilities = Capabilities(
             engine="openvino",
             device=device.lower(),
@@ -89,7 +93,11 @@ class BatchingEngine(Engine):
     def add(self, request: Generate) -> None:
         ids = prompt_ids(self.tokenizer, request, self.vocab_size)
         seq = Sequence.start(request, ids, self.context_length, self._decode)
-        config = generation_config(request.params, seq.budget)
+        config = generation_config(request, seq.budget, self.grammars)
+        if config.structured_output_config is not None:
+            seq.ignore_eos = False  # a finished grammar allows only EOS
+        if seq.echo:
+            seq.prompt_logprobs = logprobs.prompt_pieces(ids, self.pieces)
         tensor = ov.Tensor(np.array([ids], dtype=np.int64))
         handle = self.pipe.add_request(next(self._ids), tensor, config)
         self.requests[request.request_id] = _Request(seq, handle)
@@ -111,16 +119,23 @@ class BatchingEngine(Engine):
         for request_id, request in list(self.requests.items()):
             seq, handle = request.seq, request.handle
             if handle.can_read():
-                tokens = [t for out in handle.read().values() for t in out.generated_ids]
+                outputs = handle.read().values()
+                tokens = [t for out in outputs for t in out.generated_ids]
+                chosen: list[TokenLogprob] = []
+                if seq.logprobs is not None:
+                    values = [v for out in outputs for v in out.generated_log_probs]
+                    chosen = [
+                        TokenLogprob(self.pieces.of(t), v) for t, v in zip(tokens, values, strict=False)
+                    ]
                 if tokens:
-                    deltas.append(seq.advance_all(tokens, self.eos_ids))
+                    deltas.append(seq.advance(tokens, self.eos_ids, chosen))
                     self.stats.tokens_generated += deltas[-1].tokens
             status = handle.get_status()
             if not seq.done and status == ov_genai.GenerationStatus.IGNORED:
                 self.failures.append(Failed(request_id, 400, "context_length_exceeded", _NO_ROOM, "messages"))
                 seq.done = True
             elif not seq.done and status != ov_genai.GenerationStatus.RUNNING:
-                deltas.append(seq.end("stop", seq.text.flush()))  # OpenVINO's own stop criteria
+                deltas.append(seq.end("stop"))  # OpenVINO's own stop criteria
             if seq.done:
                 handle.cancel()  # no-op when OpenVINO finished it; frees it after a stop string
                 del self.requests[request_id]

@@ -1,8 +1,14 @@
-"""Our sampling parameters as an OpenVINO GenAI GenerationConfig.
+"""A request as an OpenVINO GenAI GenerationConfig: its sampling parameters, its grammar, and
+whether log-probabilities are read back.
 
 Stop strings are not given to OpenVINO: the shared TextStream finds them (also across tokens) for
 every engine alike, and the engine then stops the request. Whatever OpenVINO would refuse
-(GenerationConfig.validate) is refused at admission with a 400 carrying its message.
+(GenerationConfig.validate) is refused at admission with a 400 carrying its message. A JSON schema
+goes to OpenVINO's own structured output (xgrammar inside it) after our copy of xgrammar compiled
+it: a schema that fails inside OpenVINO's step fails every request of the pipeline with it, so
+OpenVINO gets the compact grammar we made of the schema (workers/grammar.py).
+OpenVINO gives each generated token's log-probability but no alternatives and none for the prompt,
+so `top_logprobs` above 0 and `echo` with log-probabilities are refused.
 """
 
 from __future__ import annotations
@@ -11,13 +17,41 @@ import secrets
 
 import openvino_genai as ov_genai
 
-from protocol import SamplingParams
+from protocol import Generate, SamplingParams
 from workers.engines.base import RequestError
+from workers.grammar import Grammars, constraint
 
 _MIN_P_MAX = 0.9999  # OpenVINO wants min_p < 1; 1 means "only tokens as likely as the best"
 
 
-def generation_config(params: SamplingParams, budget: int) -> ov_genai.GenerationConfig:
+def generation_config(request: Generate, budget: int, grammars: Grammars) -> ov_genai.GenerationConfig:
+    config = sampling_config(request.params, budget)
+    if request.logprobs is not None:
+        if request.logprobs > 0:
+            raise RequestError(
+                400,
+                "unsupported_parameter",
+                "The openvino engine gives each token's log-probability but no alternatives: "
+                "use top_logprobs 0 (completions: logprobs 0), or the torch or onnx engine.",
+                "top_logprobs" if request.messages is not None else "logprobs",
+            )
+        if request.echo:
+            raise RequestError(
+                400,
+                "unsupported_parameter",
+                "The openvino engine gives no log-probabilities of prompt tokens: use the torch or "
+                "onnx engine for echo with logprobs.",
+                "echo",
+            )
+        config.logprobs = 1
+    grammar = constraint(request)
+    if grammar is not None:
+        text = grammars.grammar_text(grammar)  # a 400 now, not a failed step later
+        config.structured_output_config = ov_genai.StructuredOutputConfig(grammar=text)
+    return config
+
+
+def sampling_config(params: SamplingParams, budget: int) -> ov_genai.GenerationConfig:
     config = ov_genai.GenerationConfig()
     config.max_new_tokens = budget
     config.ignore_eos = params.ignore_eos

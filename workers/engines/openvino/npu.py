@@ -28,6 +28,7 @@ from protocol import Delta, Failed, Generate
 from workers.engines.base import Capabilities, Engine, EngineStats, RequestError
 from workers.engines.openvino.device import NpuShape
 from workers.engines.openvino.generation_config import generation_config
+from workers.grammar import Grammars
 from workers.prompts import prompt_ids
 from workers.sequence import Sequence
 
@@ -79,6 +80,7 @@ class NpuEngine(Engine):
         self.current: _Job | None = None
         self.failures: list[Failed] = []
         self.stats = EngineStats()
+        self.grammars = Grammars(tokenizer, self.vocab_size, self.eos_ids)
         self.capabilities = Capabilities(
             engine="openvino",
             device=device.lower(),
@@ -103,7 +105,14 @@ class NpuEngine(Engine):
                 "messages",
             )
         seq = Sequence.start(request, ids, self.shape.context_length, self._decode)
-        self.waiting.append(_Job(seq, generation_config(request.params, seq.budget)))
+        if request.logprobs is not None or request.echo:
+            raise RequestError(
+                400,
+                "unsupported_parameter",
+                "This model runs on the NPU, whose pipeline gives no log-probabilities.",
+                "logprobs",
+            )
+        self.waiting.append(_Job(seq, generation_config(request, seq.budget, self.grammars)))
         self._count()
 
     def cancel(self, request_id: str) -> None:
@@ -124,7 +133,7 @@ class NpuEngine(Engine):
         tokens, ended = self._take(job)
         deltas = []
         if tokens and not job.seq.done:
-            deltas.append(job.seq.advance_all(tokens, self.eos_ids))
+            deltas.append(job.seq.advance(tokens, self.eos_ids))
             self.stats.tokens_generated += deltas[-1].tokens
             self.stats.steps += 1
         if job.seq.done:
@@ -135,7 +144,7 @@ class NpuEngine(Engine):
                     Failed(job.seq.request_id, 500, "engine_error", f"OpenVINO failed: {ended}")
                 )
             elif not job.seq.done:
-                deltas.append(job.seq.end("stop", job.seq.text.flush()))  # OpenVINO's own stop
+                deltas.append(job.seq.end("stop"))  # OpenVINO's own stop
             self.current = None
         self._count()
         return deltas

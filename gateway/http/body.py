@@ -1,13 +1,25 @@
-"""A request body as a validated pydantic model, or an OpenAI-shaped 400 that names the field."""
+"""A request body as a validated pydantic model, or a 400 that names the field; the strict base
+every family's bodies derive from, and the field types they share."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from gateway.errors import APIError
+
+INT32 = 2**31 - 1  # integers that reach the worker fit the wire
+TokenId = Annotated[StrictInt, Field(ge=0, le=INT32)]
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit per request, llama.cpp's routes too
+
+
+class StrictBody(BaseModel):
+    """JSON types as sent; unknown fields ignored (as vLLM does); no NaN or infinity."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, strict=True)
+
 
 Body = TypeVar("Body", bound=BaseModel)
 
