@@ -50,10 +50,15 @@ def constraint(request: Generate) -> Constraint | None:
     return Constraint(schema, "response_format")
 
 
+SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): integers past it do not survive a JSON parser
+
+
 def closed(schema: Any) -> Any:
-    """The schema with every object that lists its properties closed to others, unless it says
-    otherwise: xgrammar's strict mode, written out so that ONNX Runtime GenAI's llguidance (which
-    would let a small model add properties until it runs out of tokens) decodes the same."""
+    """The schema as every engine decodes it, so that a sampled answer ends: each object that
+    lists its properties closed to others unless it says otherwise (xgrammar's strict mode, written
+    out for ONNX Runtime GenAI's llguidance, where SmolLM2 added properties until its tokens ran
+    out), and each integer without bounds held to I-JSON's range (at temperature 0.8 one wrote
+    digits until its 200 tokens ran out)."""
     if isinstance(schema, list):
         return [closed(item) for item in schema]
     if not isinstance(schema, dict):
@@ -61,6 +66,13 @@ def closed(schema: Any) -> Any:
     out = {key: closed(value) for key, value in schema.items()}
     if "properties" in out and "additionalProperties" not in out:
         out["additionalProperties"] = False
+    if out.get("type") == "integer" and not {
+        "minimum",
+        "exclusiveMinimum",
+        "maximum",
+        "exclusiveMaximum",
+    } & set(out):
+        out.update(minimum=-SAFE_INTEGER, maximum=SAFE_INTEGER)
     return out
 
 

@@ -4,10 +4,10 @@ them, the grammar that makes a required call parse, and the parser that finds ca
 A template that renders `tools` itself gets them, and the messages' tool calls and results as
 they are. For one that does not (SmolLM2's), the worker writes the tools into the system message
 and asks for calls as one JSON object, `{"tool_calls": [{"name", "arguments"}]}`, the way
-llama.cpp's generic handler does; past calls are written back the same way and tool results as
-`tool` messages of their content alone (wrapped in JSON, the result was echoed back as JSON by
-SmolLM2 rather than answered from). `required` and a named function are decoded under a JSON schema of that object,
-so they always parse; with `auto` the answer is parsed, and what does not parse stays text.
+llama.cpp's generic handler does; past calls are written back the same way, and tool results as
+`tool` messages of their content alone (wrapped in JSON, SmolLM2 echoed the JSON back rather than
+answering from it). `required` and a named function are decoded under a JSON schema of that
+object, so they always parse; with `auto` the answer is parsed, and what does not parse stays text.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from protocol import ChatMessage, Generate, Tool, ToolCall, ToolCallDelta
 
 _INSTRUCTIONS = (
     "You can call these tools (JSON schemas of their arguments):\n{tools}\n"
-    "To call tools, answer with only this JSON and nothing else: "
-    '{{"tool_calls": [{{"name": "<tool name>", "arguments": {{<arguments>}}}}]}}{parallel}\n'
+    'To call a tool, answer with only a JSON object with the key "tool_calls": a list of calls{parallel}, '
+    'each with the tool\'s "name" and the "arguments" taken from the conversation, for example '
+    '{{"tool_calls": [{{"name": "{example}", "arguments": {{...}}}}]}}\n'
     "Otherwise answer the user normally."
 )
 
@@ -42,7 +43,7 @@ def chat_messages(request: Generate, native_tools: bool) -> tuple[list[dict[str,
     if offered:
         parallel = "" if request.parallel_tool_calls else " (one call at a time)"
         listed = "\n".join(json.dumps(_tool_dict(t)) for t in offered)
-        text = _INSTRUCTIONS.format(tools=listed, parallel=parallel)
+        text = _INSTRUCTIONS.format(tools=listed, parallel=parallel, example=offered[0].name)
         if out and out[0]["role"] == "system":
             out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{text}"}
         else:

@@ -76,7 +76,7 @@ def test_parse_gives_a_valid_object_for_20_seeds(client, model):
 def test_json_object_is_an_object(client, model):
     reply = client.chat.completions.create(
         model=model,
-        messages=[{"role": "user", "content": "Give me a JSON object describing a cat."}],
+        messages=[{"role": "user", "content": "Give me a JSON object with a cat's name and age."}],
         response_format={"type": "json_object"},
         temperature=0,
         max_tokens=200,
