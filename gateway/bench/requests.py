@@ -78,7 +78,7 @@ def _from_text(text: str, max_tokens: int, s: BenchSettings) -> Prompt:
 
 
 def _generation_body(given: dict[str, object], max_tokens: int, s: BenchSettings) -> dict[str, object]:
-    return {
+    body = {
         "model": s.model,
         **given,
         "max_tokens": max_tokens,
@@ -86,6 +86,10 @@ def _generation_body(given: dict[str, object], max_tokens: int, s: BenchSettings
         "stream_options": {"include_usage": True},
         "ignore_eos": s.ignore_eos,
     }
+    if s.json_schema is not None:
+        schema = json.loads(s.json_schema.read_text())
+        body["response_format"] = {"type": "json_schema", "json_schema": {"name": "bench", "schema": schema}}
+    return body
 
 
 def read_events(sample: Sample, lines: Iterable[bytes], now: float | None = None) -> None:

@@ -37,6 +37,9 @@ class BenchSettings(BaseSettings):
     prompts: Path | None = Field(
         None, description='JSONL: one {"prompt": ...} or {"messages": [...]} per line, optional max_tokens'
     )
+    json_schema: Path | None = Field(
+        None, description="chat: constrain each answer to this JSON schema (response_format json_schema)"
+    )
     input_len: int = Field(
         12, ge=1, description="built-in prompts: about this many words each (when no --prompts)"
     )
