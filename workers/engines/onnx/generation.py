@@ -11,12 +11,14 @@ top_k, repetition_penalty, random_seed); min_p, presence_penalty and frequency_p
 it rejects, are applied by reading the logits and choosing with the sampler the torch engine uses.
 
 Constrained decoding masks the logits with the grammar the torch engine uses (workers/grammar.py)
-and chooses with our sampler. ONNX Runtime GenAI's own guidance (GeneratorParams.set_guidance,
-llguidance) was tried first and dropped: it cuts the nucleus (top_p) before it masks, so when no
-token the grammar allows is in the nucleus it draws from what is left, which is noise (measured:
-a City schema at temperature 0.8, top_p 0.9, seed 14 turned into 1,000 tokens of stray Hebrew
-letters inside a string; the same request with top_p 1 ended in 46 tokens). Masking first, then
-temperature and truncation, draws from the model's distribution over what the grammar allows.
+and hands them back (`set_logits`) for ONNX Runtime GenAI's sampler to draw from. Its own guidance
+(GeneratorParams.set_guidance, llguidance) was tried first and dropped: it cuts the nucleus (top_p)
+before it masks, so when no token the grammar allows is in the nucleus it draws from what is left,
+which is noise (measured: a City schema at temperature 0.8, top_p 0.9, seed 14 turned into 1,000
+tokens of stray Hebrew letters inside a string; the same request with top_p 1 ended in 46 tokens).
+Masking first, then temperature and truncation, draws from the model's distribution over what the
+grammar allows. Choosing with our sampler and appending the token instead cost 3x (a full-vocabulary
+sort per token, and `append_tokens` at 16 ms against 11 for a whole plain step).
 Log-probabilities are read from the logits before any mask; with `echo`, from the logits of the
 whole prompt after it is appended.
 """
@@ -37,7 +39,7 @@ from protocol import Delta, Generate, SamplingParams
 from workers import logprobs
 from workers.engines.base import Capabilities
 from workers.engines.interleaved import InterleavedEngine
-from workers.engines.torch_sampling import RowSampler
+from workers.engines.torch_sampling import RowSampler, choose_tokens
 from workers.grammar import Grammars, constraint, mask_logits
 from workers.prompts import prompt_ids
 from workers.sequence import Sequence
@@ -139,7 +141,7 @@ class OnnxEngine(InterleavedEngine[_Running]):
             seq.ignore_eos = False  # a finished grammar allows only EOS
         if seq.echo and seq.logprobs is None:
             seq.prompt_logprobs = logprobs.prompt_pieces(ids, self.pieces)
-        sampler = RowSampler(p, ids) if own_rules or matcher is not None else None
+        sampler = RowSampler(p, ids) if own_rules else None
         self.admit(_Running(seq, self._generator(p, ids, seq.budget), sampler, matcher))
 
     def advance(self, row: _Running) -> Delta:
@@ -153,24 +155,28 @@ class OnnxEngine(InterleavedEngine[_Running]):
                     torch.from_numpy(scores[0, :-1]), seq.prompt, seq.logprobs, self.pieces
                 )
         scores = None
-        if row.sampler is not None or seq.logprobs is not None:
-            scores = generator.get_logits()
-            scores = torch.from_numpy(scores.reshape(-1, scores.shape[-1])[-1])
+        if row.sampler is not None or row.matcher is not None or seq.logprobs is not None:
+            raw = generator.get_logits()
+            scores = torch.from_numpy(raw.reshape(-1, raw.shape[-1])[-1])
+        allowed = scores
+        if row.matcher is not None:
+            assert scores is not None
+            allowed = scores.clone().unsqueeze(0)
+            mask_logits(allowed, [(0, row.matcher)])
+            allowed = allowed[0]
         if row.sampler is None:
+            if row.matcher is not None:  # its own sampler draws from what the grammar allows
+                assert allowed is not None
+                generator.set_logits(allowed.numpy().reshape(raw.shape))
             generator.generate_next_token()
             token = int(generator.get_next_tokens()[0])
         else:
-            assert scores is not None
-            allowed = scores
-            if row.matcher is not None:
-                allowed = scores.clone().unsqueeze(0)
-                mask_logits(allowed, [(0, row.matcher)])
-                allowed = allowed[0]
-            token = row.sampler.choose(allowed)
+            assert allowed is not None
+            token = choose_tokens(allowed.unsqueeze(0), [row.sampler])[0]
             row.sampler.record(token)
-            if row.matcher is not None:
-                row.matcher.accept_token(token)
             generator.append_tokens([token])
+        if row.matcher is not None:
+            row.matcher.accept_token(token)
         chosen = []
         if seq.logprobs is not None and scores is not None:
             chosen = [logprobs.of_logits(scores, token, seq.logprobs, self.pieces)]
