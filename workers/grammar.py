@@ -41,16 +41,26 @@ def constraint(request: Generate) -> Constraint | None:
     """What the request must be decoded under: the call a `required` or named tool choice must
     make, else its response format (json_object: any JSON object), else nothing."""
     tools = tool_call_schema(request)
-    if tools is not None:
-        return Constraint(closed(tools), "tools")
+    param = "tools" if tools is not None else "response_format"
     given = request.response_format
-    if given is None:
+    if tools is None and given is None:
         return None
-    schema = {"type": "object"} if given.type == "json_object" else closed(given.schema or {})
-    return Constraint(schema, "response_format")
+    if tools is None and given is not None and given.type == "json_object":
+        return Constraint({"type": "object"}, param)
+    schema = tools if tools is not None else (given.schema if given is not None else None) or {}
+    try:
+        return Constraint(closed(schema), param)
+    except RecursionError:
+        raise RequestError(400, "invalid_schema", "The JSON schema is nested too deeply.", param) from None
+    except ValueError as exc:
+        raise RequestError(400, "invalid_schema", str(exc), param) from None
 
 
 SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): integers past it do not survive a JSON parser
+# xgrammar spells a length or count bound out: maxLength 100,000 took 2.6 s to compile, in the
+# worker's loop; past this bound a schema is refused rather than left to stall every request
+MAX_REPEAT = 16384
+_REPEATS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 
 
 def closed(schema: Any) -> Any:
@@ -64,6 +74,9 @@ def closed(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     out = {key: closed(value) for key, value in schema.items()}
+    for key in _REPEATS:
+        if isinstance(out.get(key), int | float) and out[key] > MAX_REPEAT:
+            raise ValueError(f"`{key}` {out[key]} is past what this server decodes under ({MAX_REPEAT}).")
     if "properties" in out and "additionalProperties" not in out:
         out["additionalProperties"] = False
     if out.get("type") == "integer" and not {
