@@ -34,9 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.server import serve
         from protocol.settings import parse_settings
 
-        # --api-key K, repeatable, as operators expect; the setting itself is a list, api_keys
+        # --api-key K and --admin-api-key K, repeatable, as operators expect; the settings
+        # themselves are lists, api_keys and admin_api_keys
         # and --models FILE for the setting models_file (ENGINEHOUSE_MODELS_FILE)
-        aliases = {"--api-key": "--api-keys", "--models": "--models-file"}
+        aliases = {
+            "--api-key": "--api-keys",
+            "--admin-api-key": "--admin-api-keys",
+            "--models": "--models-file",
+        }
         rest = [_alias(arg, aliases) for arg in rest]
         serve(parse_settings(Settings, rest))
         return 0

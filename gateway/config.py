@@ -101,6 +101,14 @@ def default_source(source: str) -> str:
 TEST_ENGINE = ModelSpec(id="test-engine", source="none", engine="test", preload=True)
 
 
+def _read_keys(path: Path | None) -> list[str]:
+    """One key a line; blank lines and lines starting with # (after any indent) are not keys."""
+    if path is None:
+        return []
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ENGINEHOUSE_",
@@ -124,6 +132,12 @@ class Settings(BaseSettings):
         [], description="accepted API keys (--api-key K, repeatable; ENGINEHOUSE_API_KEYS=k1,k2)"
     )
     api_key_file: Path | None = Field(None, description="a file of API keys, one a line")
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="keys that may also load and unload models (--admin-api-key K, repeatable; "
+        "ENGINEHOUSE_ADMIN_API_KEYS=k1,k2); they pass everywhere an ordinary key does",
+    )
+    admin_api_key_file: Path | None = Field(None, description="a file of admin API keys, one a line")
     metrics_need_key: bool = Field(
         True, description="/metrics and /v1/metrics need an API key when keys are set (false: open)"
     )
@@ -208,20 +222,27 @@ class Settings(BaseSettings):
     log_format: LogFormat = "auto"
     log_level: str = "info"
 
-    @field_validator("api_keys", "trusted_proxies", "cors_origins", mode="before")
+    @field_validator("api_keys", "admin_api_keys", "trusted_proxies", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("api_key_file", "admin_api_key_file")
+    @classmethod
+    def _key_file(cls, value: Path | None) -> Path | None:
+        """A key file that yields no key is a mistake, not a wish to turn keys off."""
+        if value is not None and not _read_keys(value):
+            raise ValueError(f"{value} holds no key (blank lines and # comments only)")
+        return value
+
     def keys(self) -> list[str]:
-        """The keys given as flags or environment, and those in the key file."""
-        keys = list(self.api_keys)
-        if self.api_key_file is not None:
-            lines = self.api_key_file.read_text().splitlines()
-            keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-        return keys
+        """Every accepted key: ordinary and admin, given as flags, environment or in key files."""
+        return [*self.api_keys, *_read_keys(self.api_key_file), *self.admin_keys()]
+
+    def admin_keys(self) -> list[str]:
+        return [*self.admin_api_keys, *_read_keys(self.admin_api_key_file)]
 
     def models(self) -> list[ModelSpec]:
         """The models file's (raises ModelsFileError), or the packaged defaults; worked out once."""

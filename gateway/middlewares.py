@@ -21,6 +21,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = {"/health", "/openapi.json"}  # no key needed
 METRICS_PATHS = {"/metrics", "/v1/metrics"}  # need the key unless --metrics-need-key false
 UNLIMITED_PATHS = {"/health", *METRICS_PATHS}  # not rate limited
+# model management: an admin key when keys are set (an ordinary key gets 403)
+ADMIN_PATHS = {"/v1/models/load", "/v1/models/unload", "/models/load", "/models/unload"}
 CALLER = web.RequestKey("caller", str)  # the bucket and log name of the caller
 LIMIT = web.RequestKey("rate_decision", Decision)  # the limiter's answer, for the response headers
 CORS = web.RequestKey("cors", dict[str, str])  # CORS headers for the answer
@@ -114,9 +116,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if not guards.keys or request.path in OPEN_PATHS or _public_metrics(request):
         return await handler(request)
     key = presented_key(request)
-    # compare against every key, whatever matches, so timing says nothing about which is close
-    matches = [hmac.compare_digest(key.encode(), k.encode()) for k in guards.keys] if key else []
-    if not any(matches):
+    if not _matches(key, guards.keys):
+        _limit(request)  # a client without a valid key is limited by its address: 429 before 401
         raise APIError(
             401,
             "Incorrect or missing API key. Send it as `Authorization: Bearer KEY`.",
@@ -125,7 +126,15 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         )
     key_id = fingerprint(key)  # type: ignore[arg-type]  # key is set when it matched
     request[CALLER], request[LOG_FIELDS]["key"] = f"key:{key_id}", key_id
+    if request.path in ADMIN_PATHS and not _matches(key, guards.admin_keys):
+        raise APIError(403, "Loading and unloading models needs an admin key.", "permission_denied")
     return await handler(request)
+
+
+def _matches(key: str | None, keys: list[str]) -> bool:
+    """Compared against every key, whatever matches, so timing says nothing about which is close."""
+    matches = [hmac.compare_digest(key.encode(), k.encode()) for k in keys] if key else []
+    return any(matches)
 
 
 def _public_metrics(request: web.Request) -> bool:
@@ -134,9 +143,16 @@ def _public_metrics(request: web.Request) -> bool:
 
 @web.middleware
 async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    _limit(request)
+    return await handler(request)
+
+
+def _limit(request: web.Request) -> None:
+    """Take one request from the caller's bucket (its key's, else its address's); 429 when empty."""
     limiter = request.app[GUARDS].limiter
-    if limiter is None or request.path in UNLIMITED_PATHS or request.method == "OPTIONS":
-        return await handler(request)
+    skip = request.path in UNLIMITED_PATHS or request.method == "OPTIONS" or LIMIT in request
+    if limiter is None or skip:
+        return
     decision = limiter.check(request[CALLER])
     request[LIMIT] = decision
     if not decision.allowed:
@@ -148,7 +164,6 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
             "rate_limit_exceeded",
             headers={"Retry-After": str(decision.retry_after_s), **rate_headers(request)},
         )
-    return await handler(request)
 
 
 def rate_headers(request: web.Request) -> dict[str, str]:

@@ -19,7 +19,8 @@ from gateway.systemd import Notifier
 class Guards:
     """Who may call and how often, built once from the settings."""
 
-    keys: list[str]
+    keys: list[str]  # every accepted key, the admin keys among them
+    admin_keys: list[str]
     limiter: RateLimiter | None
     trusted_proxies: list[Network]
     cors_origins: list[str]
@@ -30,6 +31,7 @@ class Guards:
         limited = settings.rate_limit > 0 and settings.rate_burst > 0
         return cls(
             keys=settings.keys(),
+            admin_keys=settings.admin_keys(),
             limiter=RateLimiter(settings.rate_limit, settings.rate_burst) if limited else None,
             trusted_proxies=parse_networks(settings.trusted_proxies),
             cors_origins=settings.cors_origins,

@@ -29,6 +29,8 @@ def serve(aiohttp_client):
         app.router.add_get("/metrics", answer)
         app.router.add_get("/v1/models", answer)
         app.router.add_post("/v1/chat/completions", answer)
+        for path in ("/v1/models/load", "/v1/models/unload", "/models/load", "/models/unload"):
+            app.router.add_post(path, answer)
         return await aiohttp_client(app)
 
     return start
@@ -163,3 +165,44 @@ async def test_the_request_log_line_names_the_client_and_the_key_fingerprint_nev
     assert line["client"] == "203.0.113.9" and line["key"] == fingerprint("secret-key-1")
     assert line["status"] == 200 and "duration_ms" in line
     assert "secret-key-1" not in repr(logs)
+
+
+async def test_model_management_needs_an_admin_key(serve):
+    client = await serve(api_keys=["user"], admin_api_keys=["boss"], rate_limit=0)
+    user, admin = {"Authorization": "Bearer user"}, {"Authorization": "Bearer boss"}
+    refused = await client.post("/v1/models/unload", headers=user)
+    assert refused.status == 403 and (await refused.json())["error"]["code"] == "permission_denied"
+    assert (await client.post("/v1/models/unload", headers=admin)).status == 200
+    for headers in (user, admin):  # an admin key passes everywhere an ordinary one does
+        assert (await client.get("/v1/models", headers=headers)).status == 200
+
+
+async def test_admin_keys_from_a_file_and_the_environment(serve, tmp_path, monkeypatch):
+    admins = tmp_path / "admins"
+    admins.write_text("  # old\nfile-admin\n")
+    monkeypatch.setenv("ENGINEHOUSE_ADMIN_API_KEYS", "env-admin")
+    client = await serve(admin_api_key_file=admins, rate_limit=0)
+    for key in ("file-admin", "env-admin"):
+        assert (await client.post("/models/unload", headers={"x-api-key": key})).status == 200
+    assert (await client.get("/v1/models", headers={"x-api-key": "# old"})).status == 401
+    assert (await client.get("/v1/models")).status == 401
+
+
+async def test_without_keys_management_stays_open(serve):
+    client = await serve(rate_limit=0)
+    assert (await client.post("/v1/models/load")).status == 200
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# nothing here\n   # old\n"])
+def test_a_key_file_without_a_key_is_an_error(tmp_path, text):
+    keys = tmp_path / "keys"
+    keys.write_text(text)
+    with pytest.raises(ValueError, match="holds no key"):
+        Settings(_cli_parse_args=False, api_key_file=keys)
+
+
+async def test_callers_without_a_key_are_rate_limited_by_address(serve):
+    client = await serve(api_keys=["k"], rate_limit=60, rate_burst=2)
+    statuses = [(await client.get("/v1/models")).status for _ in range(4)]
+    assert statuses == [401, 401, 429, 429]
+    assert (await client.get("/v1/models", headers={"x-api-key": "k"})).status == 200  # its own bucket
