@@ -63,7 +63,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     bounds = Bounds(
         settings.load_timeout, settings.first_token_timeout, settings.max_queue, settings.heartbeat_timeout
     )
-    router = Router(f"ipc://{runtime / 'router.sock'}", bounds, settings.worker_bind, settings.worker_keys)
+    router = Router(
+        f"ipc://{runtime / 'router.sock'}",
+        bounds,
+        settings.worker_bind,
+        settings.worker_keys,
+        settings.allow_remote_models,
+    )
     supervisor = Supervisor(settings, router)
     router.on_silent, router.on_demand = supervisor.kill, supervisor.start
     app[ROUTER], app[SUPERVISOR] = router, supervisor

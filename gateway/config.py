@@ -161,6 +161,11 @@ class Settings(BaseSettings):
         description="CurveZMQ keys for --worker-bind (a directory from `enginehouse keys`): the link "
         "is encrypted and only workers whose public key is in DIR/workers get in",
     )
+    allow_remote_models: bool = Field(
+        False,
+        description="let workers on --worker-bind register models this gateway does not serve "
+        "(they appear while such a worker is registered); off: they are refused",
+    )
     runtime_dir: Path | None = Field(
         None, description="where the router's ipc socket lives (default: a private temporary directory)"
     )

@@ -47,6 +47,9 @@ from protocol.codec import DecodeError
 log = structlog.get_logger()
 
 YIELD_EVERY_S = 0.0005  # the longest the socket loop reads before the handlers run
+# the largest frame a worker may send (ZMQ_MAXMSGSIZE: a peer that sends more is disconnected):
+# an embeddings answer of 2,048 vectors of 1,024 floats is 8 MiB
+MAX_FRAME_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,12 @@ class Bounds:
 
 class Router:
     def __init__(
-        self, address: str, bounds: Bounds, remote: str | None = None, keys: Path | None = None
+        self,
+        address: str,
+        bounds: Bounds,
+        remote: str | None = None,
+        keys: Path | None = None,
+        allow_remote_models: bool = False,
     ) -> None:
         """`address`: the ipc:// socket of the supervisor's local workers. `remote`: a tcp://
         address for workers on other machines, with CurveZMQ when `keys` (a directory made by
@@ -78,6 +86,7 @@ class Router:
         self._tasks: list[asyncio.Task[None]] = []
         self.on_silent: Callable[[str], None] = lambda worker_id: None  # the supervisor kills it
         self.on_demand: Callable[[str], None] = lambda model: None  # the supervisor starts one
+        self.allow_remote_models = allow_remote_models
 
     def expect(self, model: str) -> None:
         """Declare a model the gateway serves; requests for it wait for its worker to register."""
@@ -136,6 +145,7 @@ class Router:
         socket = self._context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a gone worker raises, not drops
+        socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         return socket
 
     async def start(self) -> None:
@@ -267,11 +277,18 @@ class Router:
     async def _receive(self, socket: zmq.asyncio.Socket) -> None:
         yielded = time.perf_counter()
         while True:
-            identity, frame = await socket.recv_multipart()
+            frames = await socket.recv_multipart()
+            if len(frames) != 2:  # a worker sends one frame; ROUTER puts its identity in front
+                log.error("message of the wrong shape from a worker peer, dropped", frames=len(frames))
+                continue
+            identity, frame = frames
             try:
                 message = self.codec.decode(frame)
             except DecodeError as exc:
                 log.error("malformed message from a worker, ignored", error=str(exc))
+                continue
+            if not isinstance(message, Register) and not self._from_its_socket(identity, socket):
+                log.error("message from an unregistered or misplaced worker peer, dropped")
                 continue
             if isinstance(message, StepOutput):
                 if self._step_output(identity, message):
@@ -286,9 +303,7 @@ class Router:
                     worker.running, worker.waiting = message.running, message.waiting
                     worker.last_seen = time.monotonic()
             elif isinstance(message, Register):
-                if socket is self._remote:
-                    self._socket_of[identity] = socket
-                self._register(identity, message, remote=socket is self._remote)
+                self._register(identity, message, socket)
             # A frame already queued is returned without a trip through the event loop, so a
             # worker sending faster than we read would keep the handlers from writing anything
             # until its burst ended (the first token of a long answer then came with the last).
@@ -320,21 +335,36 @@ class Router:
                 state.completion_tokens += delta.completion_tokens
         return first
 
-    def _register(self, identity: bytes, info: Register, remote: bool = False) -> None:
+    def _from_its_socket(self, identity: bytes, socket: zmq.asyncio.Socket) -> bool:
+        """A registered worker speaks on the socket it registered on, never the other one."""
+        worker = self.workers.get(identity)
+        return worker is not None and self._socket_of.get(identity, self._socket) is socket
+
+    def _refuse(self, identity: bytes, socket: zmq.asyncio.Socket, info: Register, reason: str) -> None:
+        log.error("worker refused", worker_id=info.worker_id, model=info.model, reason=reason)
+        with contextlib.suppress(zmq.ZMQError):
+            socket.send_multipart([identity, self.codec.encode(Refused(reason))], flags=zmq.NOBLOCK)
+
+    def _register(self, identity: bytes, info: Register, socket: zmq.asyncio.Socket) -> None:
+        remote = socket is self._remote
         if info.protocol_version != PROTOCOL_VERSION:
             reason = f"protocol version {info.protocol_version} differs from the gateway's {PROTOCOL_VERSION}"
-            log.error("worker refused", worker_id=info.worker_id, model=info.model, reason=reason)
-            self._send(identity, self.codec.encode(Refused(reason)))
-            return
-        if remote and info.model not in self.models:  # a model only remote workers serve
-            self.expect(info.model)
+            return self._refuse(identity, socket, info, reason)
+        if info.worker_id.encode() != identity:
+            return self._refuse(identity, socket, info, "its worker id is not its socket identity")
+        if identity in self.workers and not self._from_its_socket(identity, socket):
+            return self._refuse(identity, socket, info, "a worker of the other link has this id")
+        if remote and info.model not in self.models and self.allow_remote_models:
+            self.expect(info.model)  # a model only remote workers serve
             self.models[info.model].remote = True
         state = self.models.get(info.model)
         if state is None:
-            reason = f"model {info.model!r} is not served by this gateway"
-            log.error("worker refused", worker_id=info.worker_id, model=info.model, reason=reason)
-            self._send(identity, self.codec.encode(Refused(reason)))
-            return
+            return self._refuse(identity, socket, info, f"model {info.model!r} is not served by this gateway")
+        old = self.workers.get(identity)
+        if old is not None:  # registered again: what the old record held is lost with it
+            self.worker_exited(old.info.model, old.info.worker_id, "registered again")
+        if remote:
+            self._socket_of[identity] = socket
         state.workers[identity] = self.workers[identity] = Worker(identity, info)
         state.last_error, state.failed = None, False
         state.ready.set()

@@ -28,7 +28,9 @@ def gateway(tmp_path_factory):
     models = keys.parent / "models.toml"
     models.write_text(MODELS)
     address = f"tcp://127.0.0.1:{free_port()}"
-    server = start_server("--models", str(models), "--worker-bind", address, "--worker-keys", str(keys))
+    server = start_server(
+        "--models", str(models), "--worker-bind", address, "--worker-keys", str(keys), "--allow-remote-models"
+    )
     yield server, address, keys
     stop_server(server)
 
