@@ -18,6 +18,7 @@ from protocol import ChatMessage, Embed, Generate, ResponseFormat, SamplingParam
 
 MAX_STOP = 4
 MAX_CHOICES = 16  # n: choices of one request, each a sequence of its own
+MAX_SEQUENCES = 64  # prompts x n of one completions request (as /generate/batch's 64 prompts)
 MAX_TOP_LOGPROBS = 20  # chat's top_logprobs, as OpenAI allows
 MAX_COMPLETION_LOGPROBS = 5  # completions' logprobs, as OpenAI allows
 # max_tokens and top_k past any model's reach are clamped (to the context, to the vocabulary)
@@ -267,8 +268,17 @@ class CompletionRequest(Sampling):
         return list(prompt)  # type: ignore[arg-type]
 
     def generates(self, default_max_tokens: int, max_tokens_cap: int | None) -> list[Generate]:
-        """Choices in OpenAI's order: for each prompt, its n choices."""
+        """Choices in OpenAI's order: for each prompt, its n choices. One request may not take a
+        model's whole batch and queue: at most MAX_SEQUENCES sequences."""
         choices = self.sampling_params(default_max_tokens, max_tokens_cap)
+        if len(self.prompts()) * len(choices) > MAX_SEQUENCES:
+            raise APIError(
+                400,
+                f"At most {MAX_SEQUENCES} sequences a request (prompts x n); this one asks for "
+                f"{len(self.prompts()) * len(choices)}.",
+                "too_many_sequences",
+                "prompt",
+            )
         return [
             Generate(
                 request_id=uuid.uuid4().hex,

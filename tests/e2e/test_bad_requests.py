@@ -277,6 +277,15 @@ CASES = [
         BAD,
         "logprobs",
     ),
+    (
+        "more sequences than a request may take",
+        "POST",
+        COMPLETIONS,
+        f'{{{M}, "prompt": {["a"] * 33}, "n": 2}}'.replace("'", '"').encode(),
+        400,
+        BAD,
+        "prompt",
+    ),
     ("suffix", "POST", COMPLETIONS, f'{{{M}, "prompt": "a", "suffix": "b"}}'.encode(), 400, BAD, "suffix"),
     (
         "echo with log-probabilities on openvino",
