@@ -9,6 +9,7 @@ from collections.abc import Sequence as Ids
 from dataclasses import dataclass, field
 
 from protocol import Delta, Details, Generate, TokenLogprob
+from workers.grammar import Constraint, constraint
 from workers.prompts import token_budget
 from workers.textstream import TextStream
 from workers.tool_calls import ToolCallOutput
@@ -22,6 +23,7 @@ class Sequence:
     ignore_eos: bool
     text: TextStream
     tools: ToolCallOutput | None = None  # set when tools are offered
+    grammar: Constraint | None = None  # what it is decoded under, if anything
     logprobs: int | None = None  # alternatives per token, when log-probabilities are asked for
     echo: bool = False  # the prompt's log-probabilities go with the first delta
     generated: int = field(default=0, init=False)
@@ -36,15 +38,18 @@ class Sequence:
         context_length: int,
         decode: Callable[[Ids[int]], str],
     ) -> Sequence:
-        """Raises RequestError when the prompt is empty or leaves no room in the context."""
+        """Raises RequestError when the prompt is empty or leaves no room in the context, or its
+        schema cannot be used."""
         tools = ToolCallOutput(request)
+        grammar = constraint(request)
         return cls(
             request_id=request.request_id,
             prompt=prompt,
             budget=token_budget(len(prompt), request.params.max_tokens, context_length),
-            ignore_eos=request.params.ignore_eos,
+            ignore_eos=request.params.ignore_eos and grammar is None,  # a finished grammar allows only EOS
             text=TextStream(decode, request.params.stop, prompt),
             tools=tools if tools.active else None,
+            grammar=grammar,
             logprobs=request.logprobs,
             echo=request.echo,
         )

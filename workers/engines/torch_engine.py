@@ -31,7 +31,7 @@ from workers import logprobs
 from workers.engines.base import Capabilities, Engine, EngineStats
 from workers.engines.torch_kv import BatchKV
 from workers.engines.torch_sampling import RowSampler, choose_tokens
-from workers.grammar import Grammars, constraint, mask_logits
+from workers.grammar import Grammars, mask_logits
 from workers.model_files import hf_location, load_tokenizer
 from workers.prompts import prompt_ids
 from workers.sequence import Sequence
@@ -112,11 +112,7 @@ class TorchEngine(Engine):
     def add(self, request: Generate) -> None:
         ids = prompt_ids(self.tokenizer, request, self.vocab_size)
         seq = Sequence.start(request, ids, self.context_length, self._decode)
-        grammar = constraint(request)
-        matcher = None
-        if grammar is not None:
-            matcher = self.grammars.matcher(grammar)
-            seq.ignore_eos = False  # a finished grammar allows only EOS
+        matcher = None if seq.grammar is None else self.grammars.matcher(seq.grammar)
         row = _Row(seq, RowSampler(request.params, ids), ids[-1], matcher)
         if seq.echo and not row.scores_prompt:
             seq.prompt_logprobs = logprobs.prompt_pieces(ids, self.pieces)

@@ -40,7 +40,7 @@ from workers import logprobs
 from workers.engines.base import Capabilities
 from workers.engines.interleaved import InterleavedEngine
 from workers.engines.torch_sampling import RowSampler, choose_tokens
-from workers.grammar import Grammars, constraint, mask_logits
+from workers.grammar import Grammars, mask_logits
 from workers.prompts import prompt_ids
 from workers.sequence import Sequence
 
@@ -134,11 +134,7 @@ class OnnxEngine(InterleavedEngine[_Running]):
         seq = Sequence.start(request, ids, self.context_length, self._decode)
         p = request.params
         own_rules = p.min_p > 0.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0
-        grammar = constraint(request)
-        matcher = None
-        if grammar is not None:
-            matcher = self.grammars.matcher(grammar)
-            seq.ignore_eos = False  # a finished grammar allows only EOS
+        matcher = None if seq.grammar is None else self.grammars.matcher(seq.grammar)
         if seq.echo and seq.logprobs is None:
             seq.prompt_logprobs = logprobs.prompt_pieces(ids, self.pieces)
         sampler = RowSampler(p, ids) if own_rules else None

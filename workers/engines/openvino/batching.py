@@ -93,9 +93,7 @@ class BatchingEngine(Engine):
     def add(self, request: Generate) -> None:
         ids = prompt_ids(self.tokenizer, request, self.vocab_size)
         seq = Sequence.start(request, ids, self.context_length, self._decode)
-        config = generation_config(request, seq.budget, self.grammars)
-        if config.structured_output_config is not None:
-            seq.ignore_eos = False  # a finished grammar allows only EOS
+        config = generation_config(request, seq.budget, seq.grammar, self.grammars)
         if seq.echo:
             seq.prompt_logprobs = logprobs.prompt_pieces(ids, self.pieces)
         tensor = ov.Tensor(np.array([ids], dtype=np.int64))

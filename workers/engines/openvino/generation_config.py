@@ -19,12 +19,14 @@ import openvino_genai as ov_genai
 
 from protocol import Generate, SamplingParams
 from workers.engines.base import RequestError
-from workers.grammar import Grammars, constraint
+from workers.grammar import Constraint, Grammars
 
 _MIN_P_MAX = 0.9999  # OpenVINO wants min_p < 1; 1 means "only tokens as likely as the best"
 
 
-def generation_config(request: Generate, budget: int, grammars: Grammars) -> ov_genai.GenerationConfig:
+def generation_config(
+    request: Generate, budget: int, grammar: Constraint | None, grammars: Grammars
+) -> ov_genai.GenerationConfig:
     config = sampling_config(request.params, budget)
     if request.logprobs is not None:
         if request.logprobs > 0:
@@ -44,7 +46,6 @@ def generation_config(request: Generate, budget: int, grammars: Grammars) -> ov_
                 "echo",
             )
         config.logprobs = 1
-    grammar = constraint(request)
     if grammar is not None:
         text = grammars.grammar_text(grammar)  # a 400 now, not a failed step later
         config.structured_output_config = ov_genai.StructuredOutputConfig(grammar=text)

@@ -112,7 +112,7 @@ class NpuEngine(Engine):
                 "This model runs on the NPU, whose pipeline gives no log-probabilities.",
                 "logprobs",
             )
-        self.waiting.append(_Job(seq, generation_config(request, seq.budget, self.grammars)))
+        self.waiting.append(_Job(seq, generation_config(request, seq.budget, seq.grammar, self.grammars)))
         self._count()
 
     def cancel(self, request_id: str) -> None:
