@@ -84,9 +84,8 @@ class Supervisor:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(p.wait() for p in mine)), self.settings.drain_timeout)
         for process in mine:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            _kill_group(process)
+            await process.wait()
         await asyncio.gather(*replicas, return_exceptions=True)
         del self._tasks[model]
         self._unloading.discard(model)
@@ -94,16 +93,20 @@ class Supervisor:
         log.info("model unloaded", model=model)
 
     def kill(self, worker_id: str) -> None:
+        """SIGKILL the worker's process group: the worker and what it started (a converter)."""
         process = self.processes.get(worker_id)
-        if process is not None and process.returncode is None:
-            process.kill()
+        if process is not None:
+            _kill_group(process)
 
     async def _keep_running(self, spec: ModelSpec) -> None:
         backoff = min(1.0, self.settings.restart_backoff_max)
         quick_exits = 0  # in a row, each within a minute of its start
         while not self._stopping and spec.id not in self._unloading:
             worker_id = f"{spec.id}-{next(self._serial)}"
-            process = await asyncio.create_subprocess_exec(*self._command(spec, worker_id))
+            # a session of its own: kill() reaches the converters it starts, and Ctrl-C at the
+            # terminal reaches the gateway alone, which stops its workers itself
+            command = self._command(spec, worker_id)
+            process = await asyncio.create_subprocess_exec(*command, start_new_session=True)
             self.processes[worker_id], self._owner[worker_id] = process, spec.id
             log.info("worker started", model=spec.id, worker_id=worker_id, pid=process.pid)
             started = asyncio.get_running_loop().time()
@@ -186,10 +189,16 @@ class Supervisor:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), grace)
         for process in processes:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            _kill_group(process)
+            await process.wait()
         tasks = [task for replicas in self._tasks.values() for task in replicas]
         for task in [*tasks, *self._background]:
             task.cancel()
         await asyncio.gather(*tasks, *self._background, return_exceptions=True)
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL the worker's process group (it leads a session of its own): the worker and what it
+    started, such as a converter, which would otherwise run on after an unload."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)

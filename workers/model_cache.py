@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +19,28 @@ def entry(engine_cache: Path, name: str, *sources: Path, extra: str = "") -> Pat
     return engine_cache / f"{name}-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
 
 
+_STAGING = ".converting-"  # then the converting process's pid, a dash, a random part
+
+
+def sweep(directory: Path) -> None:
+    """Remove the staging directories of conversions whose process is gone (killed mid-way:
+    an unload during a conversion); those of live processes are theirs."""
+    for stale in directory.glob(f"{_STAGING}*"):
+        pid = stale.name.removeprefix(_STAGING).split("-", 1)[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Staging(NamedTuple):
     model: Path  # write the finished model here
     scratch: Path  # anything else (intermediate files), removed after
@@ -29,7 +52,8 @@ def staged(target: Path, done: str) -> Iterator[Staging]:
     wrote `done`, the model directory is renamed to `target` whole, so no reader sees half a model
     (and of two workers converting at once, the second finds the first's). Scratch goes always."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
+    sweep(target.parent)
+    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f"{_STAGING}{os.getpid()}-"))
     model = scratch / "model"
     model.mkdir()
     try:
