@@ -60,6 +60,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     runtime = settings.runtime_dir or Path(tempfile.mkdtemp(prefix="enginehouse-"))
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    runtime.chmod(0o700)  # also when it was there already: the router's socket lives in it
     bounds = Bounds(
         settings.load_timeout, settings.first_token_timeout, settings.max_queue, settings.heartbeat_timeout
     )

@@ -18,6 +18,7 @@ from gateway.http.body import StrictBody, read_body
 from gateway.state import ROUTER, SETTINGS, SUPERVISOR
 
 DEVICES = web.AppKey("devices", asyncio.Task[dict[str, object]])
+DEVICE_PROBE_TIMEOUT = 60.0  # importing torch, OpenVINO and ONNX Runtime takes seconds, not minutes
 
 
 class ModelId(StrictBody):
@@ -114,7 +115,12 @@ async def _devices() -> dict[str, object]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await process.communicate()
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), DEVICE_PROBE_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return {"error": f"the device probe took longer than {DEVICE_PROBE_TIMEOUT:g} s"}
     if process.returncode != 0:
         return {"error": err.decode(errors="replace").strip().splitlines()[-1:]}
     found: dict[str, object] = json.loads(out)
