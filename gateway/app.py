@@ -62,7 +62,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
     runtime.chmod(0o700)  # also when it was there already: the router's socket lives in it
     bounds = Bounds(
-        settings.load_timeout, settings.first_token_timeout, settings.max_queue, settings.heartbeat_timeout
+        settings.load_timeout,
+        settings.first_token_timeout,
+        settings.max_queue,
+        settings.heartbeat_timeout,
+        settings.request_timeout,
     )
     router = Router(
         f"ipc://{runtime / 'router.sock'}",

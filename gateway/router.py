@@ -34,6 +34,7 @@ from protocol import (
     Embeddings,
     Failed,
     GatewayCodec,
+    Generate,
     Heartbeat,
     Refused,
     Register,
@@ -58,6 +59,7 @@ class Bounds:
     first_token_timeout: float  # and this long for its first token
     max_queue: int  # requests per model beyond what its workers' batches hold
     heartbeat_timeout: float  # a worker silent this long is presumed dead
+    answer_timeout: float  # a one-answer request (embeddings, tokens) waits this long for it
 
 
 class Router:
@@ -205,7 +207,12 @@ class Router:
                 "server_busy",
                 headers={"Retry-After": "1"},
             )
-        stream = Stream(requests, self.bounds.first_token_timeout)
+        # a generation's first token comes after its prefill; a large embedding's one answer may
+        # take minutes of forward passes (its worker heartbeats meanwhile)
+        generating = isinstance(requests[0], Generate)
+        stream = Stream(
+            requests, self.bounds.first_token_timeout if generating else self.bounds.answer_timeout
+        )
         for request in requests:
             self.streams[request.request_id] = stream
             worker.in_flight.add(request.request_id)

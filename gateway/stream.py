@@ -38,7 +38,7 @@ class Stream:
             except TimeoutError:
                 raise APIError(
                     504,
-                    f"No token came within {self.first_token_timeout:g} s; the request was cancelled.",
+                    f"No answer came within {self.first_token_timeout:g} s; the request was cancelled.",
                     "first_token_timeout",
                 ) from None
             self.first_token_timeout = None

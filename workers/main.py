@@ -157,7 +157,7 @@ class Worker:
                 self.send(Failed(r.request_id, 503, "worker_draining", "the model is shutting down"))
             return
         try:
-            results = self.engine.embed(requests)
+            results = self.engine.embed(requests, between=self.heartbeat)
         except Exception:
             log.exception("embedding failed", requests=len(requests))
             message = "the worker failed on this request"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,10 @@ class Engine(ABC):
     @abstractmethod
     def has_work(self) -> bool: ...
 
-    def embed(self, requests: list[Embed]) -> list[Embeddings | Failed]:
-        """Embed every input of these requests together. Generation engines have no embeddings."""
+    def embed(
+        self, requests: list[Embed], between: Callable[[], None] = lambda: None
+    ) -> list[Embeddings | Failed]:
+        """Embed every input of these requests together, calling `between` after each bounded
+        forward pass (the worker's heartbeat). Generation engines have no embeddings."""
         message = "this model does not compute embeddings"
         return [Failed(r.request_id, 400, "unsupported_task", message, "model") for r in requests]

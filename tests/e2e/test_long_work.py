@@ -1,0 +1,28 @@
+"""Long synchronous work in a worker does not starve its heartbeats: a large embeddings request is
+answered, and the gateway does not take the busy worker for dead and restart it."""
+
+import httpx
+
+from tests.server import start_server, stop_server
+
+MODEL = "all-minilm-l6-v2"
+# about 256 tokens each (the model's limit): 1,024 of them are over a minute of CPU work here, far
+# past the heartbeat timeout below, which the worker must keep meeting between forward passes
+# (2,048 took over 2 minutes: then the answer also outlasted the 120 s first-token timeout, which
+# now bounds only generation; a one-answer request waits up to the request timeout)
+TEXT = " ".join(["lighthouse keepers watched the storm"] * 50)
+
+
+def test_a_large_embeddings_request_answers_without_a_restart():
+    server = start_server("--no-engine-variants", "--heartbeat-timeout", "10")
+    try:
+        before = server.status(MODEL)
+        body = {"model": MODEL, "input": [TEXT] * 1024, "truncate": True}
+        response = httpx.post(f"{server.url}/v1/embeddings", json=body, timeout=900)
+        assert response.status_code == 200, response.text
+        assert len(response.json()["data"]) == 1024
+        after = server.status(MODEL)
+        assert after["restarts"] == before["restarts"] == 0
+        assert [r["pid"] for r in after["replicas"]] == [r["pid"] for r in before["replicas"]]
+    finally:
+        stop_server(server)
