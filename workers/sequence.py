@@ -90,7 +90,8 @@ class Sequence:
         first = self.echo and self.prompt_logprobs is not None
         if calls or logprobs or first:
             details = Details(calls or None, logprobs or None, self.prompt_logprobs if first else None)
-            self.prompt_logprobs = None if first else self.prompt_logprobs
+        if first:
+            self.prompt_logprobs = None  # sent once, with the first delta
         if finish is None:
             return Delta(self.request_id, text, tokens, details=details)
         self.done = True

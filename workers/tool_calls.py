@@ -160,9 +160,8 @@ class ToolCallOutput:
 
     def __init__(self, request: Generate) -> None:
         self.names = {t.name for t in _offered(request)}
-        self.must_call = request.tool_choice in ("required", "function")
-        self.holding = self.must_call
-        self.deciding = bool(self.names) and not self.must_call  # auto: until the first character
+        self.holding = request.tool_choice in ("required", "function")  # decoded as calls: held whole
+        self.deciding = bool(self.names) and not self.holding  # auto: until the first character
         self.held = ""
 
     @property

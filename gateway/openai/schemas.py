@@ -271,11 +271,12 @@ class CompletionRequest(Sampling):
         """Choices in OpenAI's order: for each prompt, its n choices. One request may not take a
         model's whole batch and queue: at most MAX_SEQUENCES sequences."""
         choices = self.sampling_params(default_max_tokens, max_tokens_cap)
-        if len(self.prompts()) * len(choices) > MAX_SEQUENCES:
+        prompts = self.prompts()
+        if len(prompts) * len(choices) > MAX_SEQUENCES:
             raise APIError(
                 400,
                 f"At most {MAX_SEQUENCES} sequences a request (prompts x n); this one asks for "
-                f"{len(self.prompts()) * len(choices)}.",
+                f"{len(prompts) * len(choices)}.",
                 "too_many_sequences",
                 "prompt",
             )
@@ -289,7 +290,7 @@ class CompletionRequest(Sampling):
                 logprobs=self.logprobs,
                 echo=self.echo,
             )
-            for prompt in self.prompts()
+            for prompt in prompts
             for params in choices
         ]
 
