@@ -28,7 +28,7 @@ class Supervisor:
         self._tasks: dict[str, list[asyncio.Task[None]]] = {}  # by model: keep its replicas running
         self._background: set[asyncio.Task[None]] = set()  # unloads it started itself
         self._owner: dict[str, str] = {}  # worker id → model
-        self._unloading: set[str] = set()
+        self._unloading: dict[str, asyncio.Event] = {}  # set once the model's workers are gone
         self._serial = itertools.count(1)
         self._stopping = False
 
@@ -37,6 +37,7 @@ class Supervisor:
         the gateway stops. Past --max-loaded-models, the least recently used idle model goes."""
         if model in self._tasks:
             return
+        self.router.models[model].last_used = time.monotonic()  # idle from now, not from its last use
         limit = self.settings.max_loaded_models
         if limit and len(self._tasks) - len(self._unloading) >= limit:
             self._evict(model)
@@ -67,18 +68,24 @@ class Supervisor:
                     log.info("unloading an idle model", model=name, keep_alive_s=timeout)
                     self._unload_soon(name)
 
-    def _unload_soon(self, model: str) -> None:
-        """Unload in the background (the task is kept until done, and cancelled on stop)."""
-        self._background.add(task := asyncio.create_task(self.unload(model)))
-        task.add_done_callback(self._background.discard)
+    def _unload_soon(self, model: str) -> asyncio.Event | None:
+        """Start unloading in the background (the task is kept until done, and cancelled on stop);
+        the event is set once the model's workers are gone. None: the model is not loaded."""
+        if model in self._tasks and model not in self._unloading:
+            self._unloading[model] = asyncio.Event()  # no restart from here on
+            self._background.add(task := asyncio.create_task(self._unload(model)))
+            task.add_done_callback(self._background.discard)
+        return self._unloading.get(model)
 
     async def unload(self, model: str) -> None:
         """Let the model's workers finish what they hold (up to the drain timeout), then stop them.
-        Unloading a model that is not loaded does nothing."""
-        replicas = self._tasks.get(model)
-        if replicas is None or model in self._unloading:
-            return
-        self._unloading.add(model)  # no restart from here on
+        Unloading a model that is not loaded does nothing; one being unloaded waits for that. The
+        caller going away (a client disconnecting) does not stop an unload halfway."""
+        gone = self._unload_soon(model)
+        if gone is not None:
+            await gone.wait()
+
+    async def _unload(self, model: str) -> None:
         self.router.shutdown_workers(drain=True, model=model)
         mine = [p for worker_id, p in self.processes.items() if self._owner[worker_id] == model]
         with contextlib.suppress(TimeoutError):
@@ -86,10 +93,10 @@ class Supervisor:
         for process in mine:
             _kill_group(process)
             await process.wait()
-        await asyncio.gather(*replicas, return_exceptions=True)
+        await asyncio.gather(*self._tasks[model], return_exceptions=True)
         del self._tasks[model]
-        self._unloading.discard(model)
         self.router.unloaded(model)
+        self._unloading.pop(model).set()
         log.info("model unloaded", model=model)
 
     def kill(self, worker_id: str) -> None:

@@ -5,6 +5,7 @@ weights), so what is measured is the gateway's lifecycle, not an engine."""
 import os
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 
 import httpx
@@ -34,6 +35,12 @@ source = "none"
 engine = "test"
 preload = false
 keep_alive = "1s"
+
+[patient]
+source = "none"
+engine = "test"
+preload = false
+keep_alive = "2s"
 
 [solo]
 source = "none"
@@ -76,8 +83,8 @@ def wait_for(predicate, within=10.0):
 def test_the_file_is_what_is_served(served):
     client = served[1]
     listed = client.models.list().data
-    assert [m.id for m in listed] == ["fast", "a", "b", "brief", "solo", "lazy", "broken"]
-    assert [m.state for m in listed] == ["ready"] + ["registered"] * 3 + ["ready"] + ["registered"] * 2
+    assert [m.id for m in listed] == ["fast", "a", "b", "brief", "patient", "solo", "lazy", "broken"]
+    assert [m.state for m in listed] == ["ready"] + ["registered"] * 4 + ["ready"] + ["registered"] * 2
 
 
 def test_five_first_requests_at_once_start_one_load(served):
@@ -151,6 +158,21 @@ def test_an_idle_model_is_unloaded_after_its_keep_alive(served):
         model="brief", messages=[{"role": "user", "content": "hi"}], max_tokens=2
     )
     assert again.usage.completion_tokens == 2  # it loads again on its next request
+
+
+def test_keep_alive_counts_from_the_load_and_a_second_unload_waits_for_the_first(served):
+    server = served[0]
+    time.sleep(2.5)  # the gateway has run longer than patient's keep_alive
+    assert httpx.post(f"{server.url}/v1/models/load", json={"name": "patient"}, timeout=30).status_code == 200
+    time.sleep(1)
+    assert state(server, "patient") == "ready"  # not unloaded as if idle since the gateway started
+
+    def unload():
+        return httpx.post(f"{server.url}/v1/models/unload", json={"name": "patient"}, timeout=30)
+
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda _: unload(), range(2)))
+    assert [r.json()["state"] for r in replies] == ["registered", "registered"]
 
 
 def test_past_max_loaded_models_the_least_recently_used_goes(served):
