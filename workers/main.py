@@ -29,6 +29,7 @@ from protocol import (
     StepOutput,
     ToGateway,
     Tokenize,
+    ToWorker,
     WorkerCodec,
 )
 from protocol.codec import DecodeError
@@ -48,6 +49,8 @@ class Worker:
         self.codec = WorkerCodec()
         self.draining = False
         self.exit_code: int | None = None
+        self.pending: list[ToWorker] = []  # read during long work, handled after it
+        self.next_beat = 0.0
 
     def register(self) -> None:
         caps = self.engine.capabilities
@@ -70,6 +73,12 @@ class Worker:
     def send(self, message: ToGateway) -> None:
         self.socket.send(self.codec.encode(message))
 
+    def beat_if_due(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_beat:
+            self.next_beat = now + self.settings.heartbeat_interval
+            self.heartbeat()
+
     def heartbeat(self) -> None:
         s = self.engine.stats
         self.send(
@@ -80,10 +89,9 @@ class Worker:
 
     def run(self) -> int:
         interval_ms = int(self.settings.heartbeat_interval * 1000)
-        next_beat = 0.0
         while self.exit_code is None:
-            busy = self.engine.has_work()
-            if self.socket.poll(0 if busy else interval_ms):
+            busy = self.engine.has_work() or self.pending
+            if self.socket.poll(0 if busy else interval_ms) or self.pending:
                 self.read_messages()
             if self.exit_code is not None:
                 break
@@ -97,28 +105,31 @@ class Worker:
                 self.engine.failures.clear()
             elif self.draining:
                 self.exit_code = 0
-            now = time.monotonic()
-            if now >= next_beat:
-                next_beat = now + self.settings.heartbeat_interval
-                self.heartbeat()
+            if time.monotonic() >= self.next_beat:
+                self.beat_if_due()
                 if self.settings.parent_pid and os.getppid() != self.settings.parent_pid:
                     log.warning("gateway is gone, exiting")
                     self.exit_code = 0
         return self.exit_code
 
-    def read_messages(self) -> None:
-        cancelled = False
-        embeds: list[Embed] = []  # every waiting embedding request shares the forward passes
+    def receive(self) -> list[ToWorker]:
+        """Every message waiting on the socket; a malformed one is answered and skipped."""
+        messages: list[ToWorker] = []
         while True:
             try:
                 frame = self.socket.recv(zmq.NOBLOCK)
             except zmq.Again:
-                break
+                return messages
             try:
-                message = self.codec.decode(frame)
+                messages.append(self.codec.decode(frame))
             except DecodeError as exc:
                 self.refuse_malformed(frame, str(exc))
-                continue
+
+    def read_messages(self) -> None:
+        cancelled = False
+        embeds: list[Embed] = []  # every waiting embedding request shares the forward passes
+        messages, self.pending = [*self.pending, *self.receive()], []
+        for message in messages:
             if isinstance(message, Generate):
                 self.generate(message)
             elif isinstance(message, Embed):
@@ -141,6 +152,18 @@ class Worker:
         if cancelled:  # let the gateway see the freed sequence now, not at the next heartbeat
             self.heartbeat()
 
+    def during(self, working: set[str]) -> set[str]:
+        """Between two steps of long work: heartbeat when due, and of what came meanwhile, the
+        cancels of the requests being worked on (returned); the rest waits for the next round."""
+        self.beat_if_due()
+        cancelled: set[str] = set()
+        for message in self.receive():
+            if isinstance(message, Cancel) and message.request_id in working:
+                cancelled.add(message.request_id)
+            else:
+                self.pending.append(message)
+        return cancelled
+
     def refuse_malformed(self, frame: bytes, error: str) -> None:
         """A frame that is not a valid message still fails its request, if it names one."""
         log.error("malformed message from the gateway", error=error)
@@ -157,13 +180,16 @@ class Worker:
                 self.send(Failed(r.request_id, 503, "worker_draining", "the model is shutting down"))
             return
         try:
-            results = self.engine.embed(requests, between=self.heartbeat)
+            working = {r.request_id for r in requests}
+            results = self.engine.embed(requests, between=lambda: self.during(working))
         except Exception:
             log.exception("embedding failed", requests=len(requests))
             message = "the worker failed on this request"
             results = [Failed(r.request_id, 500, "internal_error", message) for r in requests]
         for result in results:
             self.send(result)
+        if len(results) < len(requests):
+            log.info("embedding requests cancelled midway", cancelled=len(requests) - len(results))
 
     def tokens(self, request: Tokenize | Detokenize) -> None:
         try:

@@ -1,7 +1,10 @@
 """Long synchronous work in a worker does not starve its heartbeats: a large embeddings request is
 answered, and the gateway does not take the busy worker for dead and restart it."""
 
+import time
+
 import httpx
+import pytest
 
 from tests.server import start_server, stop_server
 
@@ -13,16 +16,29 @@ MODEL = "all-minilm-l6-v2"
 TEXT = " ".join(["lighthouse keepers watched the storm"] * 50)
 
 
-def test_a_large_embeddings_request_answers_without_a_restart():
+@pytest.fixture(scope="module")
+def slow():
     server = start_server("--no-engine-variants", "--heartbeat-timeout", "10")
-    try:
-        before = server.status(MODEL)
-        body = {"model": MODEL, "input": [TEXT] * 1024, "truncate": True}
-        response = httpx.post(f"{server.url}/v1/embeddings", json=body, timeout=900)
-        assert response.status_code == 200, response.text
-        assert len(response.json()["data"]) == 1024
-        after = server.status(MODEL)
-        assert after["restarts"] == before["restarts"] == 0
-        assert [r["pid"] for r in after["replicas"]] == [r["pid"] for r in before["replicas"]]
-    finally:
-        stop_server(server)
+    yield server
+    stop_server(server)
+
+
+def test_a_cancelled_embeddings_request_stops_its_remaining_passes(slow):
+    body = {"model": MODEL, "input": [TEXT] * 1024, "truncate": True}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up after 3 s of a minute's work
+        httpx.post(f"{slow.url}/v1/embeddings", json=body, timeout=3)
+    started = time.monotonic()
+    small = httpx.post(f"{slow.url}/v1/embeddings", json={"model": MODEL, "input": "hi"}, timeout=60)
+    assert small.status_code == 200
+    assert time.monotonic() - started < 10  # not behind the rest of the cancelled request's passes
+
+
+def test_a_large_embeddings_request_answers_without_a_restart(slow):
+    before = slow.status(MODEL)
+    body = {"model": MODEL, "input": [TEXT] * 1024, "truncate": True}
+    response = httpx.post(f"{slow.url}/v1/embeddings", json=body, timeout=900)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]) == 1024
+    after = slow.status(MODEL)
+    assert after["restarts"] == before["restarts"] == 0
+    assert [r["pid"] for r in after["replicas"]] == [r["pid"] for r in before["replicas"]]

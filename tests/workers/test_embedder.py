@@ -45,6 +45,19 @@ def test_a_bad_request_fails_alone(torch_embedder):
     assert isinstance(by_id["ids"], Failed) and by_id["ids"].code == "invalid_input"
 
 
+def test_a_request_cancelled_between_passes_stops_there_and_gets_no_answer(torch_embedder):
+    passes = []
+
+    def between() -> set[str]:  # the worker's heartbeat and read of cancels
+        passes.append(1)
+        return {"big"} if len(passes) == 3 else set()  # cancelled while its inputs are tokenized
+
+    requests = [Embed("big", texts=["many words here"] * 640), Embed("small", texts=["one"])]
+    results = torch_embedder.embed(requests, between)
+    assert [r.request_id for r in results] == ["small"]
+    assert len(passes) == 3 + 1 + 1  # big's tokenizing up to its cancel, small's, and one pass
+
+
 def test_openvino_converts_once_and_matches_torch(torch_embedder, tmp_path):
     first = OpenVINOEmbedder(SOURCE, "CPU", threads=1, cache_dir=tmp_path)
     ir = ir_location(tmp_path, SOURCE) / "encoder.xml"

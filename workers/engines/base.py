@@ -59,9 +59,10 @@ class Engine(ABC):
     def has_work(self) -> bool: ...
 
     def embed(
-        self, requests: list[Embed], between: Callable[[], None] = lambda: None
+        self, requests: list[Embed], between: Callable[[], set[str]] = set
     ) -> list[Embeddings | Failed]:
         """Embed every input of these requests together, calling `between` after each bounded
-        forward pass (the worker's heartbeat). Generation engines have no embeddings."""
+        step of work (the worker heartbeats, and returns the requests cancelled meanwhile: they
+        get no answer). Generation engines have no embeddings."""
         message = "this model does not compute embeddings"
         return [Failed(r.request_id, 400, "unsupported_task", message, "model") for r in requests]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from abc import abstractmethod
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,35 +53,51 @@ class Embedder(Engine):
     # --- embeddings ----------------------------------------------------------------------
 
     def embed(
-        self, requests: list[Embed], between: Callable[[], None] = lambda: None
+        self, requests: list[Embed], between: Callable[[], set[str]] = set
     ) -> list[Embeddings | Failed]:
         """Every request's inputs share the forward passes, FORWARD_BATCH inputs each, with
         `between` called after each (2,048 inputs of 256 tokens are minutes of work on a CPU: the
-        worker must go on heartbeating); a request with a bad input fails alone."""
+        worker must go on heartbeating); it returns the requests cancelled meanwhile, whose
+        remaining inputs are dropped and which get no answer. A request with a bad input fails
+        alone. Inputs are tokenized FORWARD_BATCH at a time, with `between` after each too."""
         results: list[Embeddings | Failed] = []
         accepted: list[tuple[Embed, list[list[int]]]] = []
+        cancelled: set[str] = set()
+
+        def still_wanted(request_id: str) -> bool:
+            cancelled.update(between())
+            return request_id not in cancelled
+
         for request in requests:
             try:
-                accepted.append((request, self._inputs(request)))
+                accepted.append((request, self._inputs(request, partial(still_wanted, request.request_id))))
             except RequestError as exc:
                 results.append(Failed(request.request_id, exc.status, exc.code, exc.message, exc.param))
-        flat = [ids for _, inputs in accepted for ids in inputs]
-        vectors = []
-        for start in range(0, len(flat), FORWARD_BATCH):
-            vectors.extend(self._vectors(flat[start : start + FORWARD_BATCH]))
-            between()
-        at = 0
+        left = [(request.request_id, ids) for request, inputs in accepted for ids in inputs]
+        vectors: dict[str, list[np.ndarray]] = {request.request_id: [] for request, _ in accepted}
+        while left := [item for item in left if item[0] not in cancelled]:
+            batch, left = left[:FORWARD_BATCH], left[FORWARD_BATCH:]
+            for (request_id, _), vector in zip(batch, self._vectors([ids for _, ids in batch]), strict=True):
+                vectors[request_id].append(vector)
+            cancelled |= between()
         for request, inputs in accepted:
-            mine = vectors[at : at + len(inputs)]
-            at += len(inputs)
-            tokens = sum(len(ids) for ids in inputs)
-            results.append(Embeddings(request.request_id, [v.tobytes() for v in mine], tokens))
+            if request.request_id not in cancelled:
+                tokens = sum(len(ids) for ids in inputs)
+                mine = vectors[request.request_id]
+                results.append(Embeddings(request.request_id, [v.tobytes() for v in mine], tokens))
         self.stats.steps += 1
         return results
 
-    def _inputs(self, request: Embed) -> list[list[int]]:
+    def _inputs(self, request: Embed, wanted: Callable[[], bool]) -> list[list[int]]:
+        """The request's inputs as token ids, checked; tokenized FORWARD_BATCH texts at a time,
+        asking `wanted` after each (an empty list once the request is cancelled)."""
         if request.texts is not None:
-            encoded = self.tokenizer(list(request.texts), add_special_tokens=True)["input_ids"]
+            encoded = []
+            for start in range(0, len(request.texts), FORWARD_BATCH):
+                texts = list(request.texts[start : start + FORWARD_BATCH])
+                encoded.extend(self.tokenizer(texts, add_special_tokens=True)["input_ids"])
+                if not wanted():
+                    return []
         else:
             vocab = len(self.tokenizer)
             for ids in request.token_ids or []:
