@@ -67,6 +67,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings.max_queue,
         settings.heartbeat_timeout,
         settings.request_timeout,
+        settings.key_share,
+        settings.key_waiting,
     )
     router = Router(
         f"ipc://{runtime / 'router.sock'}",

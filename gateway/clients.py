@@ -5,10 +5,20 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from aiohttp import web
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whose request it is: `key:<fingerprint>`, or the client's address when it sent no key.
+    Rate-limit buckets and shares of a model are per caller."""
+
+    id: str
+    may_load: bool = True  # may its request load a model that is not loaded
 
 
 def parse_networks(cidrs: Iterable[str]) -> list[Network]:

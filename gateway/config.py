@@ -180,6 +180,23 @@ class Settings(BaseSettings):
         description="most models loaded at once; past it the least recently used idle one "
         "is unloaded (0: no limit)",
     )
+    keys_may_load: bool = Field(
+        True,
+        description="an ordinary key's request may load a model that is not loaded (bounded by "
+        "--max-loaded-models); --no-keys-may-load: only admin keys load, others get 403 permission_denied",
+    )
+    key_share: int = Field(
+        0,
+        ge=0,
+        description="sequences one caller (an API key, else a client address) may have running on "
+        "a model at once; more wait behind other callers' (0: the model's max_batch)",
+    )
+    key_waiting: int = Field(
+        1024,
+        ge=0,
+        description="sequences one caller may have waiting for its share of a model; more are "
+        "answered 503 with Retry-After",
+    )
     threads: int | None = Field(None, ge=1, description="engine CPU threads (default: all cores)")
     device: str | None = Field(None, description="override the device of the default models")
     engine_variants: bool = Field(

@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from gateway.clients import client_address, fingerprint, presented_key
+from gateway.clients import Caller, client_address, fingerprint, presented_key
 from gateway.errors import APIError
 from gateway.ratelimit import Decision
-from gateway.state import DETAIL_PATHS, GUARDS, METRICS, ROUTER
+from gateway.state import CALLER, DETAIL_PATHS, GUARDS, METRICS, ROUTER
 
 log = structlog.get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -23,7 +23,6 @@ METRICS_PATHS = {"/metrics", "/v1/metrics"}  # need the key unless --metrics-nee
 UNLIMITED_PATHS = {"/health", *METRICS_PATHS}  # not rate limited
 # model management: an admin key when keys are set (an ordinary key gets 403)
 ADMIN_PATHS = {"/v1/models/load", "/v1/models/unload", "/models/load", "/models/unload"}
-CALLER = web.RequestKey("caller", str)  # the bucket and log name of the caller
 LIMIT = web.RequestKey("rate_decision", Decision)  # the limiter's answer, for the response headers
 CORS = web.RequestKey("cors", dict[str, str])  # CORS headers for the answer
 # what the handler learned, for the request's log line: model, tokens, time to first token
@@ -112,7 +111,8 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     guards = request.app[GUARDS]
-    request[CALLER] = request[LOG_FIELDS]["client"] = client_address(request, guards.trusted_proxies)
+    address = request[LOG_FIELDS]["client"] = client_address(request, guards.trusted_proxies)
+    request[CALLER] = Caller(address)
     if not guards.keys or request.path in OPEN_PATHS or _public_metrics(request):
         return await handler(request)
     key = presented_key(request)
@@ -125,8 +125,10 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             headers={"WWW-Authenticate": "Bearer"},
         )
     key_id = fingerprint(key)  # type: ignore[arg-type]  # key is set when it matched
-    request[CALLER], request[LOG_FIELDS]["key"] = f"key:{key_id}", key_id
-    if request.path in ADMIN_PATHS and not _matches(key, guards.admin_keys):
+    admin = _matches(key, guards.admin_keys)
+    request[CALLER] = Caller(f"key:{key_id}", may_load=admin or guards.keys_may_load)
+    request[LOG_FIELDS]["key"] = key_id
+    if request.path in ADMIN_PATHS and not admin:
         raise APIError(403, "Loading and unloading models needs an admin key.", "permission_denied")
     return await handler(request)
 
@@ -153,7 +155,7 @@ def _limit(request: web.Request) -> None:
     skip = request.path in UNLIMITED_PATHS or request.method == "OPTIONS" or LIMIT in request
     if limiter is None or skip:
         return
-    decision = limiter.check(request[CALLER])
+    decision = limiter.check(request[CALLER].id)
     request[LIMIT] = decision
     if not decision.allowed:
         request.app[METRICS].rate_limited.inc()

@@ -8,12 +8,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from gateway.link import Peer
 from protocol import Register
 
 
 @dataclass
 class Worker:
-    identity: bytes
+    peer: Peer
     info: Register
     in_flight: set[str] = field(default_factory=set)
     running: int = 0
@@ -27,7 +28,7 @@ class ModelState:
     """What the gateway knows of one model: its workers and what they reported."""
 
     name: str
-    workers: dict[bytes, Worker] = field(default_factory=dict)
+    workers: dict[Peer, Worker] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     tokens_generated: int = 0  # every token of every step, cancelled requests' included
     prompt_tokens: int = 0  # of finished requests
@@ -42,10 +43,16 @@ class ModelState:
     draining: bool = False  # being unloaded: its workers finish what they hold, then stop
     failed: bool = False  # its workers keep dying before they serve (a crash loop)
     remote: bool = False  # served only by workers on other machines (no local worker to start)
+    held: int = 0  # sequences admitted but waiting for their caller's share (admission.py)
+
+    @property
+    def at_workers(self) -> int:
+        return sum(len(w.in_flight) for w in self.workers.values())
 
     @property
     def in_flight(self) -> int:
-        return sum(len(w.in_flight) for w in self.workers.values())
+        """Sequences admitted and not ended: at the workers, or waiting for their caller's share."""
+        return self.at_workers + self.held
 
     @property
     def state(self) -> str:
@@ -78,7 +85,7 @@ class ModelState:
             ],
             "in_flight": self.in_flight,
             "running": sum(w.running for w in workers),
-            "waiting": sum(w.waiting for w in workers),
+            "waiting": sum(w.waiting for w in workers) + self.held,
             "tokens_generated": self.tokens_generated,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,

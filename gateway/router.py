@@ -1,9 +1,10 @@
-"""The router: the ZeroMQ ROUTER sockets between the gateway and its workers.
+"""The router: what the gateway does with its workers.
 
-Workers connect and `Register` what they serve; the registry (registry.py) holds nothing else. A
-request is sent to the least-loaded ready worker of its model, and the deltas of each `StepOutput`
-are handed to the streams (stream.py) they belong to. A stream ends exactly once: finished,
-failed, or closed by its handler (which sends `Cancel` to the worker if the work was not done).
+Workers connect over the link (link.py: sockets, CURVE, frame checks) and `Register` what they
+serve; the registry (registry.py) holds what they said. A request goes to the least-loaded ready
+worker of its model, through admission (admission.py: per-caller shares, bounds), and the deltas
+of each `StepOutput` are handed to the streams (stream.py) they belong to. A stream ends exactly
+once: finished, failed, or closed by its handler (which cancels at the worker what it had sent).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-import zmq
 import zmq.asyncio
-import zmq.auth
-from zmq.auth.asyncio import AsyncioAuthenticator
 
+from gateway.admission import Admission, Placed
+from gateway.clients import Caller
 from gateway.errors import APIError
+from gateway.link import Peer, WorkerLink
 from gateway.registry import ModelState, Worker
 from gateway.stream import Answer, Request, Stream
 from protocol import (
@@ -29,11 +30,9 @@ from protocol import (
     Cancel,
     Delta,
     Detokenize,
-    Detokenized,
     Embed,
     Embeddings,
     Failed,
-    GatewayCodec,
     Generate,
     Heartbeat,
     Refused,
@@ -41,16 +40,10 @@ from protocol import (
     Shutdown,
     StepOutput,
     Tokenize,
-    Tokenized,
 )
-from protocol.codec import DecodeError
 
 log = structlog.get_logger()
-
-YIELD_EVERY_S = 0.0005  # the longest the socket loop reads before the handlers run
-# the largest frame a worker may send (ZMQ_MAXMSGSIZE: a peer that sends more is disconnected):
-# an embeddings answer of 2,048 vectors of 1,024 floats is 8 MiB
-MAX_FRAME_BYTES = 32 * 1024 * 1024
+MAX_REMOTE_MODELS = 64  # models that only remote workers serve (with --allow-remote-models)
 
 
 @dataclass(frozen=True)
@@ -60,6 +53,8 @@ class Bounds:
     max_queue: int  # requests per model beyond what its workers' batches hold
     heartbeat_timeout: float  # a worker silent this long is presumed dead
     answer_timeout: float  # a one-answer request (embeddings, tokens) waits this long for it
+    key_share: int = 0  # a caller's sequences at a model's workers at once (0: its max_batch)
+    key_waiting: int = 1024  # a caller's sequences waiting for its share of a model
 
 
 class Router:
@@ -73,18 +68,14 @@ class Router:
     ) -> None:
         """`address`: the ipc:// socket of the supervisor's local workers. `remote`: a tcp://
         address for workers on other machines, with CurveZMQ when `keys` (a directory made by
-        `enginehouse keys`) is given: only workers whose public key is in keys/workers/ get in."""
-        self.address, self.remote = address, remote
+        `enginehouse keys`) is given."""
+        self.link = WorkerLink(address, remote, keys)
+        self.address = address
         self.bounds = bounds
-        self.codec = GatewayCodec()
         self.models: dict[str, ModelState] = {}
-        self.workers: dict[bytes, Worker] = {}  # by ZeroMQ identity (the worker id)
+        self.workers: dict[Peer, Worker] = {}
         self.streams: dict[str, Stream] = {}
-        self._context = zmq.asyncio.Context()
-        self._socket = self._router_socket()
-        self._remote = self._router_socket() if remote else None
-        self._keys, self._authenticator = keys, None
-        self._socket_of: dict[bytes, zmq.asyncio.Socket] = {}  # remote workers' socket
+        self.admission = Admission(self._place, bounds.key_share, bounds.max_queue, bounds.key_waiting)
         self._tasks: list[asyncio.Task[None]] = []
         self.on_silent: Callable[[str], None] = lambda worker_id: None  # the supervisor kills it
         self.on_demand: Callable[[str], None] = lambda model: None  # the supervisor starts one
@@ -143,52 +134,34 @@ class Router:
         state = self.models[model]
         state.loading, state.last_error, state.draining, state.failed = False, None, False, False
 
-    def _router_socket(self) -> zmq.asyncio.Socket:
-        socket = self._context.socket(zmq.ROUTER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a gone worker raises, not drops
-        socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
-        return socket
-
     async def start(self) -> None:
-        self._socket.bind(self.address)
-        self._tasks = [asyncio.create_task(self._receive(self._socket)), asyncio.create_task(self._watch())]
-        if self._remote is not None and self.remote is not None:
-            if self._keys is not None:
-                self._authenticator = AsyncioAuthenticator(self._context)
-                self._authenticator.start()
-                self._authenticator.configure_curve(domain="*", location=str(self._keys / "workers"))
-                public, secret = zmq.auth.load_certificate(self._keys / "server.key_secret")
-                self._remote.curve_server = True
-                self._remote.curve_publickey, self._remote.curve_secretkey = public, secret
-            self._remote.bind(self.remote)
-            self._tasks.append(asyncio.create_task(self._receive(self._remote)))
-            if self._keys is None:
-                log.warning(
-                    "remote workers may connect WITHOUT keys: anyone reaching it can", address=self.remote
-                )
-            else:
-                log.info("remote workers with an accepted key may connect", address=self.remote)
+        self.link.bind()
+        self._tasks = [asyncio.create_task(self._receive(s)) for s in self.link.sockets()]
+        self._tasks.append(asyncio.create_task(self._watch()))
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for socket in (self._socket, self._remote):
-            if socket is not None:
-                socket.close(linger=0)
-        if self._authenticator is not None:
-            self._authenticator.stop()
-        self._context.term()
+        self.link.close()
 
     # --- requests -----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def open(self, model: str, task: str | None, requests: Sequence[Request]) -> AsyncIterator[Stream]:
-        """Send the requests to one worker of `model`; on leaving, cancel whatever is unfinished."""
+    async def open(
+        self, model: str, task: str | None, requests: Sequence[Request], caller: Caller
+    ) -> AsyncIterator[Stream]:
+        """Place the requests on one worker of `model`; on leaving, cancel whatever is unfinished."""
         state = self.model(model)
         state.last_used = time.monotonic()
         if not state.workers:
+            if not caller.may_load:
+                raise APIError(
+                    403,
+                    f"The model `{model}` is not loaded, and loading one needs an admin key.",
+                    "permission_denied",
+                    "model",
+                )
             await self.wait_ready(model)
         worker = min(state.workers.values(), key=lambda w: len(w.in_flight))
         if task is not None and task not in worker.info.tasks:
@@ -198,15 +171,6 @@ class Router:
                 "unsupported_task",
                 "model",
             )
-        workers = state.workers.values()
-        capacity = sum(w.info.max_batch for w in workers) + self.bounds.max_queue
-        if sum(len(w.in_flight) for w in workers) + len(requests) > capacity:
-            raise APIError(
-                503,
-                f"The model `{model}` has {capacity} requests running or queued, its limit; retry shortly.",
-                "server_busy",
-                headers={"Retry-After": "1"},
-            )
         # a generation's first token comes after its prefill; a large embedding's one answer may
         # take minutes of forward passes (its worker heartbeats meanwhile)
         generating = isinstance(requests[0], Generate)
@@ -215,23 +179,23 @@ class Router:
         )
         for request in requests:
             self.streams[request.request_id] = stream
-            worker.in_flight.add(request.request_id)
         try:
-            for request in requests:
-                self._send(worker.identity, self.codec.encode(request))
+            self.admission.admit(state, worker, caller.id, requests)
             yield stream
         finally:  # also on cancellation (client gone): no await here, the Cancel leaves at once
             state.last_used = time.monotonic()
             for request_id in stream.index:
                 self.streams.pop(request_id, None)
-                worker.in_flight.discard(request_id)
-            state.cancelled += len(stream.open)
-            for request_id in stream.open:
-                self._send(worker.identity, self.codec.encode(Cancel(request_id)))
+                placed = self.admission.ended(request_id)
+                if placed is not None and placed.sent and request_id in stream.open:
+                    state.cancelled += 1
+                    self._send(placed.worker, Cancel(request_id))
 
-    async def ask(self, model: str, task: str | None, request: Embed | Tokenize | Detokenize) -> Answer:
+    async def ask(
+        self, model: str, task: str | None, request: Embed | Tokenize | Detokenize, caller: Caller
+    ) -> Answer:
         """One request, one answer (embeddings, tokens, text); `task` None: any model will do."""
-        async with self.open(model, task, [request]) as stream:
+        async with self.open(model, task, [request], caller) as stream:
             async for _, item in stream:
                 assert not isinstance(item, Delta)
                 if isinstance(item, Embeddings):
@@ -239,11 +203,25 @@ class Router:
                 return item
         raise AssertionError("a one-answer stream ends with its answer or an error")
 
-    def _send(self, identity: bytes, payload: bytes) -> None:
-        """Send now without waiting: a ROUTER socket only refuses when the peer is gone."""
-        socket = self._socket_of.get(identity, self._socket)
-        with contextlib.suppress(zmq.ZMQError):  # the worker is gone; its exit fails its requests
-            socket.send_multipart([identity, payload], flags=zmq.NOBLOCK)
+    def _place(self, placed: Placed) -> None:
+        """Admission lets the sequence go: send it to its worker."""
+        self._send(placed.worker, placed.request)
+
+    def _send(
+        self, worker: Worker, message: Generate | Embed | Tokenize | Detokenize | Cancel | Shutdown
+    ) -> None:
+        """Send now, without waiting. A worker that cannot be reached (gone, or its queue full) is
+        lost: a Cancel it never gets would leave a sequence running unseen, so it is dropped (a local
+        one killed and restarted) and what it held fails; soon, not inside the caller's loop."""
+        if not self.link.send(worker.peer, message) and self.workers.get(worker.peer) is worker:
+            asyncio.get_running_loop().call_soon(self._lost, worker, "unreachable")
+
+    def _lost(self, worker: Worker, reason: str) -> None:
+        if self.workers.get(worker.peer) is not worker:
+            return  # already gone
+        self._drop(worker, reason)
+        if not worker.peer.remote:
+            self.on_silent(worker.info.worker_id)
 
     # --- workers ------------------------------------------------------------------------
 
@@ -253,126 +231,111 @@ class Router:
             if model is not None and state.name != model:
                 continue
             state.draining = drain and model is not None  # an unload, not the gateway stopping
-            for worker in state.workers.values():
-                self._send(worker.identity, self.codec.encode(Shutdown(drain=drain)))
+            for worker in list(state.workers.values()):
+                self._send(worker, Shutdown(drain=drain))
 
     def worker_exited(self, model: str, worker_id: str, reason: str) -> None:
-        """The worker is gone (it may have died before registering): the model keeps the reason,
-        and every request on the worker fails now, with a 503."""
-        state = self.models[model]
+        """A local worker's process is gone (it may have died before registering): the model keeps
+        the reason, and every request on the worker fails now, with a 503."""
+        self.models[model].last_error = f"worker exited ({reason})"
+        worker = self.workers.get(Peer(False, worker_id.encode()))
+        if worker is not None:
+            self._drop(worker, reason)
+
+    def _drop(self, worker: Worker, reason: str) -> None:
+        state = self.models[worker.info.model]
         state.last_error = f"worker exited ({reason})"
-        self._socket_of.pop(worker_id.encode(), None)
-        worker = self.workers.pop(worker_id.encode(), None)
-        if worker is None:
-            return
-        del state.workers[worker.identity]
+        del self.workers[worker.peer], state.workers[worker.peer]
         if not state.workers:
             state.ready.clear()
         message = f"The model's worker stopped ({reason}); retry."
-        for request_id in worker.in_flight:
+        # what waited for its caller's share first, so that none of it goes out to this worker
+        failed = sorted(self.admission.on_worker(worker), key=lambda placed: placed.sent)
+        for placed in failed:
+            request_id = placed.request.request_id
+            self.admission.ended(request_id)
             stream = self.streams.get(request_id)
             if stream is not None:
                 stream.queue.put_nowait(Failed(request_id, 503, "worker_died", message))
         log.warning(
             "worker gone",
             model=state.name,
-            worker_id=worker_id,
+            worker_id=worker.info.worker_id,
+            peer=str(worker.peer),
             reason=reason,
-            failed_requests=len(worker.in_flight),
+            failed_requests=len(failed),
         )
 
     async def _receive(self, socket: zmq.asyncio.Socket) -> None:
-        yielded = time.perf_counter()
-        while True:
-            frames = await socket.recv_multipart()
-            if len(frames) != 2:  # a worker sends one frame; ROUTER puts its identity in front
-                log.error("message of the wrong shape from a worker peer, dropped", frames=len(frames))
+        async for peer, message in self.link.messages(socket):
+            if isinstance(message, Register):
+                self._register(peer, message)
                 continue
-            identity, frame = frames
-            try:
-                message = self.codec.decode(frame)
-            except DecodeError as exc:
-                log.error("malformed message from a worker, ignored", error=str(exc))
+            worker = self.workers.get(peer)
+            if worker is None:
+                log.error("message from an unregistered worker peer, dropped", peer=str(peer))
                 continue
-            if not isinstance(message, Register) and not self._from_its_socket(identity, socket):
-                log.error("message from an unregistered or misplaced worker peer, dropped")
-                continue
+            worker.last_seen = time.monotonic()
             if isinstance(message, StepOutput):
-                if self._step_output(identity, message):
-                    yielded = 0.0  # a first token: its handler writes it now, not 0.5 ms later
-            elif isinstance(message, Embeddings | Tokenized | Detokenized | Failed):
-                stream = self.streams.get(message.request_id)
-                if stream is not None:
-                    stream.queue.put_nowait(message)
+                if self._step_output(worker, message):
+                    self.link.yield_now()  # a first token: its handler writes it now
             elif isinstance(message, Heartbeat):
-                worker = self.workers.get(identity)
-                if worker is not None:
-                    worker.running, worker.waiting = message.running, message.waiting
-                    worker.last_seen = time.monotonic()
-            elif isinstance(message, Register):
-                self._register(identity, message, socket)
-            # A frame already queued is returned without a trip through the event loop, so a
-            # worker sending faster than we read would keep the handlers from writing anything
-            # until its burst ended (the first token of a long answer then came with the last).
-            # Every YIELD_EVERY_S the handlers get their turn, and write what came meanwhile at once.
-            if time.perf_counter() - yielded > YIELD_EVERY_S:
-                await asyncio.sleep(0)
-                yielded = time.perf_counter()
+                worker.running, worker.waiting = message.running, message.waiting
+            elif self._mine(worker, message.request_id):  # Embeddings, Tokenized, Detokenized, Failed
+                self.streams[message.request_id].queue.put_nowait(message)
+                self.admission.ended(message.request_id)
 
-    def _step_output(self, identity: bytes, message: StepOutput) -> bool:
+    def _mine(self, worker: Worker, request_id: str) -> bool:
+        """The request is open and was sent to this worker (no worker speaks for another's)."""
+        placed = self.admission.placed.get(request_id)
+        return placed is not None and placed.sent and placed.worker is worker and request_id in self.streams
+
+    def _step_output(self, worker: Worker, message: StepOutput) -> bool:
         """Hand each delta to its stream; True when one is a stream's first."""
         first = False
-        for delta in message.deltas:
-            stream = self.streams.get(delta.request_id)
-            if stream is not None:
-                first = first or stream.before_first_token
-                stream.queue.put_nowait(delta)
-        worker = self.workers.get(identity)
-        if worker is None:
-            return first
-        worker.running, worker.waiting = message.running, message.waiting
-        worker.last_seen = time.monotonic()
         state = self.models[worker.info.model]
-        state.steps += 1
-        state.steps_by_batch_size[len(message.deltas)] += 1
         for delta in message.deltas:
+            if not self._mine(worker, delta.request_id):
+                continue
+            stream = self.streams[delta.request_id]
+            first = first or stream.before_first_token
+            stream.queue.put_nowait(delta)
             state.tokens_generated += delta.tokens
             if delta.finish_reason is not None:
                 state.prompt_tokens += delta.prompt_tokens
                 state.completion_tokens += delta.completion_tokens
+                self.admission.ended(delta.request_id)
+        worker.running, worker.waiting = message.running, message.waiting
+        state.steps += 1
+        state.steps_by_batch_size[len(message.deltas)] += 1
         return first
 
-    def _from_its_socket(self, identity: bytes, socket: zmq.asyncio.Socket) -> bool:
-        """A registered worker speaks on the socket it registered on, never the other one."""
-        worker = self.workers.get(identity)
-        return worker is not None and self._socket_of.get(identity, self._socket) is socket
+    def _refuse(self, peer: Peer, info: Register, reason: str) -> None:
+        log.error("worker refused", worker_id=info.worker_id, model=info.model, peer=str(peer), reason=reason)
+        self.link.send(peer, Refused(reason))
 
-    def _refuse(self, identity: bytes, socket: zmq.asyncio.Socket, info: Register, reason: str) -> None:
-        log.error("worker refused", worker_id=info.worker_id, model=info.model, reason=reason)
-        with contextlib.suppress(zmq.ZMQError):
-            socket.send_multipart([identity, self.codec.encode(Refused(reason))], flags=zmq.NOBLOCK)
-
-    def _register(self, identity: bytes, info: Register, socket: zmq.asyncio.Socket) -> None:
-        remote = socket is self._remote
+    def _register(self, peer: Peer, info: Register) -> None:
         if info.protocol_version != PROTOCOL_VERSION:
             reason = f"protocol version {info.protocol_version} differs from the gateway's {PROTOCOL_VERSION}"
-            return self._refuse(identity, socket, info, reason)
-        if info.worker_id.encode() != identity:
-            return self._refuse(identity, socket, info, "its worker id is not its socket identity")
-        if identity in self.workers and not self._from_its_socket(identity, socket):
-            return self._refuse(identity, socket, info, "a worker of the other link has this id")
-        if remote and info.model not in self.models and self.allow_remote_models:
+            return self._refuse(peer, info, reason)
+        if info.worker_id.encode() != peer.identity:
+            return self._refuse(peer, info, "its worker id is not its socket identity")
+        if Peer(not peer.remote, peer.identity) in self.workers:  # one name, one worker, in the status
+            return self._refuse(peer, info, "a worker of the other link has this id")
+        if peer.remote and info.model not in self.models and self.allow_remote_models:
+            if sum(state.remote for state in self.models.values()) >= MAX_REMOTE_MODELS:
+                return self._refuse(
+                    peer, info, f"already {MAX_REMOTE_MODELS} models only remote workers serve"
+                )
             self.expect(info.model)  # a model only remote workers serve
             self.models[info.model].remote = True
         state = self.models.get(info.model)
         if state is None:
-            return self._refuse(identity, socket, info, f"model {info.model!r} is not served by this gateway")
-        old = self.workers.get(identity)
+            return self._refuse(peer, info, f"model {info.model!r} is not served by this gateway")
+        old = self.workers.get(peer)
         if old is not None:  # registered again: what the old record held is lost with it
-            self.worker_exited(old.info.model, old.info.worker_id, "registered again")
-        if remote:
-            self._socket_of[identity] = socket
-        state.workers[identity] = self.workers[identity] = Worker(identity, info)
+            self._drop(old, "registered again")
+        state.workers[peer] = self.workers[peer] = Worker(peer, info)
         state.last_error, state.failed = None, False
         state.ready.set()
         log.info(
@@ -385,6 +348,7 @@ class Router:
             max_batch=info.max_batch,
             context_length=info.context_length,
             pid=info.pid,
+            remote=peer.remote,
         )
 
     async def _watch(self) -> None:
@@ -394,5 +358,4 @@ class Router:
             now = time.monotonic()
             for worker in list(self.workers.values()):
                 if now - worker.last_seen > self.bounds.heartbeat_timeout:
-                    self.worker_exited(worker.info.model, worker.info.worker_id, "missed heartbeats")
-                    self.on_silent(worker.info.worker_id)
+                    self._lost(worker, "missed heartbeats")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.clients import Network, parse_networks
+from gateway.clients import Caller, Network, parse_networks
 from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
@@ -25,6 +25,7 @@ class Guards:
     trusted_proxies: list[Network]
     cors_origins: list[str]
     metrics_need_key: bool
+    keys_may_load: bool
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Guards:
@@ -36,6 +37,7 @@ class Guards:
             trusted_proxies=parse_networks(settings.trusted_proxies),
             cors_origins=settings.cors_origins,
             metrics_need_key=settings.metrics_need_key,
+            keys_may_load=settings.keys_may_load,
         )
 
 
@@ -45,5 +47,6 @@ ROUTER = web.AppKey("router", Router)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 METRICS = web.AppKey("metrics", Metrics)
 NOTIFIER = web.AppKey("notifier", Notifier)
+CALLER = web.RequestKey("caller", Caller)  # whose request: set before any handler runs
 # routes whose errors are `{"detail": message}` (the simple REST server's shape), not OpenAI's
 DETAIL_PATHS = web.AppKey("detail_paths", frozenset[str])

@@ -20,7 +20,7 @@ from gateway.errors import APIError
 from gateway.http import sse
 from gateway.metrics import Metrics
 from gateway.middlewares import LOG_FIELDS
-from gateway.state import METRICS, ROUTER, SETTINGS
+from gateway.state import CALLER, METRICS, ROUTER, SETTINGS
 from protocol import Delta, Generate, TokenLogprob, ToolCall
 
 log = structlog.get_logger()
@@ -149,7 +149,10 @@ async def serve_generation(
     deadline = asyncio.get_running_loop().time() + settings.request_timeout
     response: web.StreamResponse | None = None
     try:
-        async with asyncio.timeout_at(deadline), router.open(model, task, requests) as deltas:
+        async with (
+            asyncio.timeout_at(deadline),
+            router.open(model, task, requests, request[CALLER]) as deltas,
+        ):
             items = aiter(deltas)
             # The first delta comes before the headers, so that a request the worker refuses
             # (a prompt over the context, say) is answered with its own status, not a 200 stream.

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from gateway.http.body import MAX_EMBEDDING_INPUTS as MAX_INPUTS
 from gateway.http.body import StrictBody, TokenId, read_body
 from gateway.middlewares import LOG_FIELDS
-from gateway.state import ROUTER, SETTINGS
+from gateway.state import CALLER, ROUTER, SETTINGS
 from protocol import Embed, Embeddings
 
 Input = (
@@ -70,7 +70,7 @@ async def embedding(request: web.Request) -> web.Response:
     body = await read_body(request, EmbeddingBody)
     model = body.model or request.app[SETTINGS].default_model("embedding")
     request[LOG_FIELDS]["model"] = model
-    result = await request.app[ROUTER].ask(model, "embedding", body.wire(uuid.uuid4().hex))
+    result = await request.app[ROUTER].ask(model, "embedding", body.wire(uuid.uuid4().hex), request[CALLER])
     assert isinstance(result, Embeddings)
     request[LOG_FIELDS]["prompt_tokens"] = result.prompt_tokens
     answer = [

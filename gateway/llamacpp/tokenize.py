@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import Field
 
 from gateway.http.body import StrictBody, TokenId, read_body
-from gateway.state import ROUTER, SETTINGS
+from gateway.state import CALLER, ROUTER, SETTINGS
 from protocol import Detokenize, Detokenized, Tokenize, Tokenized
 
 
@@ -28,7 +28,9 @@ class DetokenizeBody(StrictBody):
 async def tokenize(request: web.Request) -> web.Response:
     body = await read_body(request, TokenizeBody)
     ask = Tokenize(uuid.uuid4().hex, body.content, body.add_special, body.with_pieces)
-    result = await request.app[ROUTER].ask(body.model or request.app[SETTINGS].default_model(), None, ask)
+    result = await request.app[ROUTER].ask(
+        body.model or request.app[SETTINGS].default_model(), None, ask, request[CALLER]
+    )
     assert isinstance(result, Tokenized)
     if result.pieces is None:
         return web.json_response({"tokens": result.tokens})
@@ -49,6 +51,8 @@ def _text_or_bytes(piece: bytes) -> str | list[int]:
 async def detokenize(request: web.Request) -> web.Response:
     body = await read_body(request, DetokenizeBody)
     ask = Detokenize(uuid.uuid4().hex, list(body.tokens))
-    result = await request.app[ROUTER].ask(body.model or request.app[SETTINGS].default_model(), None, ask)
+    result = await request.app[ROUTER].ask(
+        body.model or request.app[SETTINGS].default_model(), None, ask, request[CALLER]
+    )
     assert isinstance(result, Detokenized)
     return web.json_response({"content": result.text})

@@ -13,14 +13,16 @@ from gateway.errors import APIError
 from gateway.http.body import read_body
 from gateway.middlewares import LOG_FIELDS
 from gateway.openai.schemas import EmbeddingRequest
-from gateway.state import ROUTER
+from gateway.state import CALLER, ROUTER
 from protocol import Embeddings
 
 
 async def embeddings(request: web.Request) -> web.Response:
     body = await read_body(request, EmbeddingRequest)
     request[LOG_FIELDS]["model"] = body.model
-    result = await request.app[ROUTER].ask(body.model, "embedding", body.wire(uuid.uuid4().hex))
+    result = await request.app[ROUTER].ask(
+        body.model, "embedding", body.wire(uuid.uuid4().hex), request[CALLER]
+    )
     assert isinstance(result, Embeddings)
     request[LOG_FIELDS]["prompt_tokens"] = result.prompt_tokens
     dimension = len(result.vectors[0]) // 4

@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import Field
 
 from gateway.http.body import StrictBody, TokenId, read_body
-from gateway.state import ROUTER
+from gateway.state import CALLER, ROUTER
 from protocol import Detokenize, Detokenized, Tokenize, Tokenized
 
 
@@ -28,7 +28,7 @@ async def tokenize(request: web.Request) -> web.Response:
     body = await read_body(request, TokenizeRequest)
     router = request.app[ROUTER]
     ask = Tokenize(uuid.uuid4().hex, body.prompt, body.add_special_tokens, body.return_token_strs)
-    result = await router.ask(body.model, None, ask)
+    result = await router.ask(body.model, None, ask, request[CALLER])
     assert isinstance(result, Tokenized)
     strs = None
     if result.pieces is not None:
@@ -46,6 +46,8 @@ async def tokenize(request: web.Request) -> web.Response:
 
 async def detokenize(request: web.Request) -> web.Response:
     body = await read_body(request, DetokenizeRequest)
-    result = await request.app[ROUTER].ask(body.model, None, Detokenize(uuid.uuid4().hex, list(body.tokens)))
+    result = await request.app[ROUTER].ask(
+        body.model, None, Detokenize(uuid.uuid4().hex, list(body.tokens)), request[CALLER]
+    )
     assert isinstance(result, Detokenized)
     return web.json_response({"prompt": result.text})

@@ -1,4 +1,4 @@
-"""A server with one batch slot and one queue slot: the queue bound, then a graceful SIGTERM."""
+"""A server with one batch slot and one waiting slot: the queue bound, then a graceful SIGTERM."""
 
 import os
 import signal
@@ -17,7 +17,8 @@ STORY = [{"role": "user", "content": "Tell me a long story."}]
 
 @pytest.fixture(scope="module")
 def tight():
-    server = start_server("--max-batch", "1", "--max-queue", "1", "--drain-timeout", "60")
+    # one caller (this test's address): its share is the one slot, and one more may wait for it
+    server = start_server("--max-batch", "1", "--key-waiting", "1", "--drain-timeout", "60")
     yield server
     if server.process.poll() is None:
         stop_server(server)

@@ -5,8 +5,8 @@ weights), so what is measured is the gateway's lifecycle, not an engine."""
 import os
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai

@@ -2,6 +2,7 @@
 frame, a stolen worker identity and an invented model change nothing, and requests go on."""
 
 import os
+import threading
 import time
 
 import httpx
@@ -65,3 +66,47 @@ def test_a_hostile_peer_changes_nothing(linked):
         assert [r["worker_id"] for r in replicas] == [local]
     finally:
         context.destroy(linger=0)
+
+
+def test_a_worker_that_cannot_be_reached_is_dropped_at_once_not_left_running_unseen():
+    address = f"tcp://127.0.0.1:{free_port()}"
+    server = start_server(
+        "--test-engine", "--no-engine-variants", "--worker-bind", address, "--allow-remote-models"
+    )
+    context = zmq.Context()
+    try:
+        worker = context.socket(zmq.DEALER)
+        worker.setsockopt(zmq.IDENTITY, b"far-1")
+        worker.setsockopt(zmq.LINGER, 0)
+        worker.connect(address)
+        worker.send(register("far-1", "far-model"))
+        deadline = time.monotonic() + 10
+        while server.status("far-model")["state"] != "ready":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        body = {"model": "far-model", "messages": [{"role": "user", "content": "hi"}]}
+        timeouts = []
+
+        def ask() -> None:  # a client that gives up after 2 s
+            try:
+                httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=2)
+            except httpx.ReadTimeout:
+                timeouts.append(True)
+
+        client = threading.Thread(target=ask)
+        client.start()
+        assert worker.poll(5000) and b"Generate" in worker.recv()  # it has the request...
+        worker.close()  # ...and is gone before answering
+        client.join()
+        assert timeouts
+        # the client left: the Cancel finds no peer, so the worker is dropped now, not after
+        # --heartbeat-timeout (60 s) with its sequence presumed running
+        deadline = time.monotonic() + 3
+        while server.status("far-model")["replicas"]:
+            assert time.monotonic() < deadline, "the unreachable worker is still registered"
+            time.sleep(0.05)
+        assert server.status("far-model")["in_flight"] == 0
+        chat_answered_within(server, 5.0)
+    finally:
+        context.destroy(linger=0)
+        stop_server(server)
