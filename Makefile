@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install convert-tools run test lint bench clean install-service
+.PHONY: install convert-tools run test lint bench soak clean install-service
 
 install: $(STAMP)
 
@@ -59,6 +59,12 @@ lint: install
 
 bench: install convert-tools
 	$(BIN)/python -m tests.benchmarks.run --out docs/benchmarks.md
+
+# 30 minutes of `enginehouse bench --concurrency 8` against the default server, RSS sampled each
+# minute: docs/reliability.md (not part of `make test`)
+SOAK_MINUTES ?= 30
+soak: install
+	$(BIN)/python -m tests.benchmarks.soak --minutes $(SOAK_MINUTES) --out docs/reliability.md
 
 # As root, from the checkout the service will run (`make install` first): a system user, the
 # settings in /etc/enginehouse (kept if present, with a fresh API key), and the unit, started.

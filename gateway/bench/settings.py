@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SLOS = ("ttft", "tpot", "e2el")
+UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
 class BenchSettings(BaseSettings):
@@ -30,7 +31,9 @@ class BenchSettings(BaseSettings):
     )
     num_requests: int | None = Field(None, ge=1, description="default: the concurrency")
     duration: float | None = Field(
-        None, gt=0, description="a soak run: keep sending for this many seconds (num-requests ignored)"
+        None,
+        gt=0,
+        description="a soak run: keep sending this long (num-requests ignored): seconds, or 90s, 30m, 2h",
     )
     max_tokens: int = Field(128, ge=1)
     ignore_eos: bool = True
@@ -51,6 +54,13 @@ class BenchSettings(BaseSettings):
     json_out: Path | None = Field(None, alias="json", description="write the report as JSON here")
     plot: Path | None = Field(None, description="draw TTFT/ITL distributions and throughput here (PNG)")
     progress: bool = Field(True, description="a progress bar on stderr (when it is a terminal)")
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _with_unit(cls, value: object) -> object:
+        if isinstance(value, str) and value[-1:] in UNITS and value[:-1].replace(".", "", 1).isdigit():
+            return float(value[:-1]) * UNITS[value[-1]]
+        return value
 
     @field_validator("goodput")
     @classmethod

@@ -109,3 +109,12 @@ async def test_429_is_counted_apart_or_waited_out(aiohttp_server):
     calls.clear()
     waited = await run(BenchSettings(url=url, num_requests=1, progress=False, respect_rate_limit=True))
     assert (waited.rate_limited, waited.completed, len(calls)) == (0, 1, 3)
+
+
+def test_a_soak_duration_takes_a_unit():
+    from protocol.settings import parse_settings
+
+    assert parse_settings(BenchSettings, ["--duration", "30m"]).duration == 1800
+    assert parse_settings(BenchSettings, ["--duration", "90s"]).duration == 90
+    assert parse_settings(BenchSettings, ["--duration", "45"]).duration == 45
+    assert parse_settings(BenchSettings, ["--duration", "1.5h"]).duration == 5400
