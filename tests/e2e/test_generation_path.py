@@ -16,10 +16,10 @@ ROUTES = [
     ("/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, **LONG}),
     ("/v1/completions", {"model": MODEL, "prompt": STORY, **LONG}),
     ("/completion", {"prompt": STORY, "n_predict": 2000, "ignore_eos": True, "stream": True}),
-    # the simple routes have no ignore_eos: a story at their default temperature runs long enough
-    ("/generate", {"prompt": STORY, "max_length": 2000, "stream": True}),
-    ("/chat", {"messages": MESSAGES, "max_length": 2000, "stream": True}),
-    ("/generate/batch", {"prompts": [STORY, STORY], "max_length": 2000, "stream": True}),
+    # the simple routes have no ignore_eos: greedy, a story runs long enough
+    ("/generate", {"prompt": STORY, "max_length": 2000, "do_sample": False, "stream": True}),
+    ("/chat", {"messages": MESSAGES, "max_length": 2000, "do_sample": False, "stream": True}),
+    ("/generate/batch", {"prompts": [STORY, STORY], "max_length": 2000, "do_sample": False, "stream": True}),
 ]
 HISTOGRAMS = (
     "enginehouse_time_to_first_token_seconds_count",

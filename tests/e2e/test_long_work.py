@@ -18,7 +18,7 @@ TEXT = " ".join(["lighthouse keepers watched the storm"] * 50)
 
 @pytest.fixture(scope="module")
 def slow():
-    server = start_server("--no-engine-variants", "--heartbeat-timeout", "10")
+    server = start_server("--no-engine-variants", "--heartbeat-timeout", "20")
     yield server
     stop_server(server)
 

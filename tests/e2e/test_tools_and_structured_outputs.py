@@ -2,6 +2,7 @@
 `openai` client and LangChain: answers decoded under a grammar always parse."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import jsonschema
 import openai
@@ -57,8 +58,9 @@ def model(request):
 
 def test_parse_gives_a_valid_object_for_20_seeds(client, model):
     schema = City.model_json_schema()
-    for seed in range(20):
-        reply = client.chat.completions.parse(
+
+    def parse(seed: int):
+        return client.chat.completions.parse(
             model=model,
             messages=[
                 {"role": "user", "content": "Describe a famous city as JSON: name, country, population."}
@@ -68,6 +70,10 @@ def test_parse_gives_a_valid_object_for_20_seeds(client, model):
             seed=seed,
             max_tokens=200,
         )
+
+    with ThreadPoolExecutor(8) as pool:  # decoded together, as a server's clients would be
+        replies = list(pool.map(parse, range(20)))
+    for seed, reply in enumerate(replies):
         message = reply.choices[0].message
         assert isinstance(message.parsed, City), (seed, message.content)
         jsonschema.validate(json.loads(message.content), schema)
