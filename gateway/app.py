@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway import anthropic, responses
 from gateway.config import Settings
 from gateway.errors import APIError
 from gateway.llamacpp import add_routes as llamacpp_routes
@@ -29,7 +30,7 @@ from gateway.openai import add_routes
 from gateway.openapi import openapi_json
 from gateway.router import Bounds, Router
 from gateway.simple import add_routes as simple_routes
-from gateway.state import GUARDS, METRICS, NOTIFIER, ROUTER, SETTINGS, SUPERVISOR, Guards
+from gateway.state import ERROR_STYLES, GUARDS, METRICS, NOTIFIER, ROUTER, SETTINGS, SUPERVISOR, Guards
 from gateway.supervisor import Supervisor
 from gateway.systemd import Notifier
 
@@ -141,6 +142,7 @@ def guard(app: web.Application, settings: Settings) -> None:
     app.middlewares.extend([request_context, openai_errors, cors, authenticate, rate_limit])
     app[SETTINGS] = settings
     app[GUARDS] = Guards.from_settings(settings)
+    app[ERROR_STYLES] = {}  # route families with errors of their own shape add their paths
     app[METRICS] = Metrics()
     app.on_response_prepare.append(add_response_headers)
 
@@ -156,6 +158,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/metrics", metrics_json)
     app.router.add_get("/openapi.json", openapi_json)
     add_routes(app)
+    responses.add_routes(app)
+    anthropic.add_routes(app)
     llamacpp_routes(app)
     simple_routes(app)
     return app

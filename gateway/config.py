@@ -173,6 +173,13 @@ class Settings(BaseSettings):
         Path("~/.cache/enginehouse").expanduser(),
         description="models converted for an engine (OpenVINO IR, compiled blobs) are kept here",
     )
+    state_dir: Path = Field(
+        Path("~/.local/state/enginehouse").expanduser(),
+        description="what the server keeps across restarts (stored responses) lives here",
+    )
+    responses_keep: int = Field(
+        10000, ge=1, description="stored responses kept (/v1/responses with store); past it the oldest go"
+    )
     max_batch: int = Field(8, ge=1, description="sequences a worker decodes together in one step")
     max_loaded_models: int = Field(
         0,

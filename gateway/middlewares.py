@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.clients import Caller, client_address, fingerprint, presented_key
 from gateway.errors import APIError
 from gateway.ratelimit import Decision
-from gateway.state import CALLER, DETAIL_PATHS, GUARDS, METRICS, ROUTER
+from gateway.state import CALLER, ERROR_STYLES, GUARDS, METRICS, ROUTER
 
 log = structlog.get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -63,13 +63,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves in OpenAI's shape (or the simple routes' `{"detail"}`): ours, aiohttp's
-    (404, 405, 413) and unexpected ones."""
-    detail = request.path in request.app.get(DETAIL_PATHS, ())
+    """Every error leaves in its route family's shape (OpenAI's unless the family has its own):
+    ours, aiohttp's (404, 405, 413) and unexpected ones."""
+    style = request.app[ERROR_STYLES].get(request.path, "openai")
     try:
         return await handler(request)
     except APIError as exc:
-        return exc.response(detail)
+        return exc.response(style)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -80,10 +80,10 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         }.get(exc.status, exc.reason)
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         code = exc.reason.lower().replace(" ", "_")
-        return APIError(exc.status, message, code, headers=headers).response(detail)
+        return APIError(exc.status, message, code, headers=headers).response(style)
     except Exception:
         log.exception("unhandled error")
-        return APIError(500, "The server failed on this request.", "internal_error").response(detail)
+        return APIError(500, "The server failed on this request.", "internal_error").response(style)
 
 
 @web.middleware

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import llamacpp, openai, simple
+from gateway import anthropic, llamacpp, openai, responses, simple
 from gateway.http.openapi import Route, document
 from gateway.state import ROUTER
 
@@ -27,13 +27,32 @@ _ERROR = {
     },
 }
 _DETAIL = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
+_ANTHROPIC_ERROR = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+}
 _SERVER = [Route("/health", "Ready, or 503 while a model loads")]
 
 
 def full_document(models: list[str]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {"Error": _ERROR, "Detail": _DETAIL}
-    for routes in (openai.ROUTES, llamacpp.ROUTES, simple.ROUTES, _SERVER):
+    schemas: dict[str, Any] = {"Error": _ERROR, "Detail": _DETAIL, "AnthropicError": _ANTHROPIC_ERROR}
+    for routes in (
+        openai.ROUTES,
+        responses.ROUTES,
+        anthropic.ROUTES,
+        llamacpp.ROUTES,
+        simple.ROUTES,
+        _SERVER,
+    ):
         family_paths, family_schemas = document(routes, models)
         paths.update(family_paths)
         schemas.update(family_schemas)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.clients import Caller, Network, parse_networks
 from gateway.config import Settings
+from gateway.errors import Style
 from gateway.metrics import Metrics
 from gateway.ratelimit import RateLimiter
 from gateway.router import Router
@@ -48,5 +49,5 @@ SUPERVISOR = web.AppKey("supervisor", Supervisor)
 METRICS = web.AppKey("metrics", Metrics)
 NOTIFIER = web.AppKey("notifier", Notifier)
 CALLER = web.RequestKey("caller", Caller)  # whose request: set before any handler runs
-# routes whose errors are `{"detail": message}` (the simple REST server's shape), not OpenAI's
-DETAIL_PATHS = web.AppKey("detail_paths", frozenset[str])
+# routes whose errors are not in OpenAI's shape, and theirs (the simple REST server's, Anthropic's)
+ERROR_STYLES = web.AppKey("error_styles", dict[str, Style])

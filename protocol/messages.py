@@ -14,7 +14,7 @@ from typing import Any, Literal
 import msgspec
 
 # Bump on any change a peer of the previous version would misread.
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 
 class ToolCall(msgspec.Struct, frozen=True):
@@ -112,10 +112,15 @@ class Embed(msgspec.Struct, tag=True, frozen=True):
 
 
 class Tokenize(msgspec.Struct, tag=True, frozen=True):
+    """A text's tokens; or, with `messages`, the prompt a chat with these messages (and tools)
+    becomes through the model's chat template, as generation would read it (`text` unused)."""
+
     request_id: str
     text: str
     add_special: bool = False  # the model's BOS/CLS... as when it reads a prompt
     with_pieces: bool = False  # each token's text too
+    messages: list[ChatMessage] | None = None
+    tools: list[Tool] = []
 
 
 class Detokenize(msgspec.Struct, tag=True, frozen=True):

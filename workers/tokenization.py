@@ -7,8 +7,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from protocol import Detokenize, Detokenized, Tokenize, Tokenized
+from protocol import Detokenize, Detokenized, Generate, SamplingParams, Tokenize, Tokenized
 from workers.engines.base import RequestError
+from workers.prompts import prompt_ids
 
 
 @cache
@@ -39,7 +40,11 @@ def piece(tokenizer: Any, token_id: int) -> bytes:
 
 
 def tokenize(tokenizer: Any, request: Tokenize) -> Tokenized:
-    ids = list(tokenizer.encode(request.text, add_special_tokens=request.add_special))
+    if request.messages is not None:
+        chat = Generate(request.request_id, SamplingParams(), messages=request.messages, tools=request.tools)
+        ids = prompt_ids(tokenizer, chat, len(tokenizer))
+    else:
+        ids = list(tokenizer.encode(request.text, add_special_tokens=request.add_special))
     pieces = [piece(tokenizer, i) for i in ids] if request.with_pieces else None
     return Tokenized(request.request_id, ids, pieces)
 

@@ -189,6 +189,25 @@ async def serve_generation(
         result.close()
 
 
+async def generate_detached(
+    request: web.Request, model: str, task: str, requests: Sequence[Generate]
+) -> Result:
+    """The same generation with no client waiting on it (a background response): run to the end
+    under the request timeout and return what came. Cancelling the task cancels the generation."""
+    settings, router = request.app[SETTINGS], request.app[ROUTER]
+    result = Result([Choice() for _ in requests], request.app[METRICS], model, {"model": model})
+    try:
+        async with (
+            asyncio.timeout(settings.request_timeout),
+            router.open(model, task, requests, request[CALLER]) as deltas,
+        ):
+            async for index, delta in deltas:
+                result.add(index, delta)
+        return result
+    finally:
+        result.close()
+
+
 def timeout_error(exc: APIError | TimeoutError) -> APIError:
     """The usual mapping: a timeout is a 504, an APIError stays itself."""
     if isinstance(exc, TimeoutError):

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from gateway.errors import Style
+
 
 @dataclass(frozen=True)
 class Route:
@@ -17,11 +19,11 @@ class Route:
     summary: str
     body: type[BaseModel] | None = None  # a POST with this body; None: a GET
     model: Literal["required", "optional", "path"] | None = None  # how it names a served model
-    detail: bool = False  # errors are `{"detail"}` (the simple routes), not OpenAI's
+    errors: Style = "openai"  # the shape of its errors
 
 
-def _answers(ok: str, detail: bool) -> dict[str, Any]:
-    schema = "Detail" if detail else "Error"
+def _answers(ok: str, errors: Style) -> dict[str, Any]:
+    schema = {"openai": "Error", "detail": "Detail", "anthropic": "AnthropicError"}[errors]
     error = {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
     answers: dict[str, Any] = {"200": {"description": ok}}
     for status, what in [
@@ -50,7 +52,7 @@ def document(routes: list[Route], models: list[str]) -> tuple[dict[str, Any], di
         if route.body is None:
             operation: dict[str, Any] = {
                 "summary": route.summary,
-                "responses": _answers(route.summary, route.detail),
+                "responses": _answers(route.summary, route.errors),
             }
             if route.model == "path":
                 operation["parameters"] = [
@@ -68,7 +70,7 @@ def document(routes: list[Route], models: list[str]) -> tuple[dict[str, Any], di
             "post": {
                 "summary": route.summary,
                 "requestBody": {"required": True, "content": content},
-                "responses": _answers(ok, route.detail),
+                "responses": _answers(ok, route.errors),
             }
         }
     return paths, schemas

@@ -20,5 +20,7 @@ async def open_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def event(payload: object) -> bytes:
-    return b"data: " + json.encode(payload) + b"\n\n"
+def event(payload: object, name: str | None = None) -> bytes:
+    """One event; with a `name`, an `event:` line before its data (the Responses and Messages APIs)."""
+    data = b"data: " + json.encode(payload) + b"\n\n"
+    return data if name is None else b"event: " + name.encode() + b"\n" + data

@@ -7,17 +7,21 @@ from aiohttp import web
 
 from gateway.http.openapi import Route
 from gateway.simple import generate, models
-from gateway.state import DETAIL_PATHS
+from gateway.state import ERROR_STYLES
 
 ROUTES = [
-    Route("/generate", "Text generation (simple REST)", generate.GenerateBody, "optional", detail=True),
-    Route("/chat", "Chat (simple REST)", generate.ChatBody, "optional", detail=True),
+    Route("/generate", "Text generation (simple REST)", generate.GenerateBody, "optional", errors="detail"),
+    Route("/chat", "Chat (simple REST)", generate.ChatBody, "optional", errors="detail"),
     Route(
-        "/generate/batch", "Prompts generated together (simple REST)", generate.BatchBody, "optional", True
+        "/generate/batch",
+        "Prompts generated together (simple REST)",
+        generate.BatchBody,
+        "optional",
+        errors="detail",
     ),
-    Route("/models/current", "The default model and the loaded ones (simple REST)", detail=True),
-    Route("/models/available", "Every model and its state (simple REST)", detail=True),
-    Route("/system/info", "CPU, memory, devices, loaded models (simple REST)", detail=True),
+    Route("/models/current", "The default model and the loaded ones (simple REST)", errors="detail"),
+    Route("/models/available", "Every model and its state (simple REST)", errors="detail"),
+    Route("/system/info", "CPU, memory, devices, loaded models (simple REST)", errors="detail"),
 ]
 
 
@@ -33,4 +37,4 @@ def add_routes(app: web.Application) -> None:
         web.get("/system/info", models.system_info),
     ]
     app.router.add_routes(routes)
-    app[DETAIL_PATHS] = frozenset(route.path for route in routes)
+    app[ERROR_STYLES].update((route.path, "detail") for route in routes)

@@ -4,6 +4,7 @@ admin keys manage models (and, with --no-keys-may-load, load them)."""
 import asyncio
 import time
 
+import anthropic
 import httpx
 import pytest
 
@@ -89,3 +90,14 @@ def test_only_admin_keys_unload_and_with_keys_may_load_false_only_they_load(keye
     assert loaded.status_code == 200 and len(loaded.json()["data"][0]["embedding"]) == 384
     answered = httpx.post(f"{keyed.url}/v1/embeddings", json=embed, headers=auth("key-b"), timeout=30)
     assert answered.status_code == 200  # loaded: an ordinary key uses it
+
+
+def test_without_a_key_the_messages_api_answers_401_in_anthropics_shape(keyed):
+    claude = anthropic.Anthropic(base_url=keyed.url, api_key="not-a-key", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as error:
+        claude.messages.create(model=CHAT, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    assert error.value.status_code == 401 and error.value.body["error"]["type"] == "authentication_error"
+    with_key = anthropic.Anthropic(base_url=keyed.url, api_key="key-a", max_retries=0)  # as x-api-key
+    assert with_key.messages.create(
+        model=CHAT, max_tokens=2, messages=[{"role": "user", "content": "hi"}]
+    ).content

@@ -20,6 +20,14 @@ ROUTES = [
     ("/generate", {"prompt": STORY, "max_length": 2000, "do_sample": False, "stream": True}),
     ("/chat", {"messages": MESSAGES, "max_length": 2000, "do_sample": False, "stream": True}),
     ("/generate/batch", {"prompts": [STORY, STORY], "max_length": 2000, "do_sample": False, "stream": True}),
+    (
+        "/v1/responses",
+        {"model": MODEL, "input": STORY, "max_output_tokens": 2000, "temperature": 0, "stream": True},
+    ),
+    (
+        "/v1/messages",
+        {"model": MODEL, "messages": MESSAGES, "max_tokens": 2000, "temperature": 0, "stream": True},
+    ),
 ]
 HISTOGRAMS = (
     "enginehouse_time_to_first_token_seconds_count",
