@@ -30,8 +30,6 @@ def test_no_generated_request_gets_a_server_error(tmp_path):
                 "not_a_server_error",
                 "--max-examples",
                 "40",
-                "--workers",
-                "2",  # the server answers them concurrently; most time is waiting
                 "--seed",
                 "20261122",
                 "--request-timeout",

@@ -30,7 +30,9 @@ def test_a_cancelled_embeddings_request_stops_its_remaining_passes(slow):
     started = time.monotonic()
     small = httpx.post(f"{slow.url}/v1/embeddings", json={"model": MODEL, "input": "hi"}, timeout=60)
     assert small.status_code == 200
-    assert time.monotonic() - started < 10  # not behind the rest of the cancelled request's passes
+    # not behind the rest of the cancelled request's passes (a minute or two here): at most the
+    # pass under way when the cancel came, and its own
+    assert time.monotonic() - started < 30
 
 
 def test_a_large_embeddings_request_answers_without_a_restart(slow):
