@@ -103,6 +103,10 @@ class Admission:
             callers.held.pop(placed.caller, None)
         return placed
 
+    def sent(self, request_id: str) -> bool:
+        placed = self.placed.get(request_id)
+        return placed is not None and placed.sent
+
     def on_worker(self, worker: Worker) -> list[Placed]:
         """Every sequence placed on the worker, sent or held (when it is gone)."""
         return [p for p in self.placed.values() if p.worker is worker]

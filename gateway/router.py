@@ -184,7 +184,8 @@ class Router:
             yield stream
         finally:  # also on cancellation (client gone): no await here, the Cancel leaves at once
             state.last_used = time.monotonic()
-            for request_id in stream.index:
+            # what still waits for its share goes first, so that none of it is sent to be cancelled
+            for request_id in sorted(stream.index, key=self.admission.sent):
                 self.streams.pop(request_id, None)
                 placed = self.admission.ended(request_id)
                 if placed is not None and placed.sent and request_id in stream.open:

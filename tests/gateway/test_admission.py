@@ -74,3 +74,12 @@ def test_tokenizing_takes_no_share():
     assert sent == ["a0", "t"]
     gate.ended("t")
     assert state.held == 0 and worker.in_flight == {"a0"}
+
+
+def test_a_closed_request_withdraws_what_waits_before_its_sent_ones_end():
+    state, worker = model(max_batch=2)
+    gate, sent = admission()
+    gate.admit(state, worker, "key:a", generations("a", 4))
+    for request_id in sorted(["a0", "a1", "a2", "a3"], key=gate.sent):  # as the router closes one
+        gate.ended(request_id)
+    assert sent == ["a0", "a1"] and state.held == 0 and not worker.in_flight
