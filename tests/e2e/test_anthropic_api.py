@@ -12,6 +12,15 @@ WEATHER = {
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+# the weather tool must be called; greedy (this SDK has no sampling arguments; the API takes them)
+CALL_WEATHER = {
+    "model": MODEL,
+    "max_tokens": 100,
+    "extra_body": {"temperature": 0},
+    "tools": [WEATHER],
+    "tool_choice": {"type": "any"},
+    "messages": QUESTION,
+}
 
 
 @pytest.fixture
@@ -61,14 +70,7 @@ def test_stream_gives_the_events_in_order(claude):
 
 
 def test_a_tool_use_tool_result_round_trip(claude):
-    asked = claude.messages.create(
-        model=MODEL,
-        max_tokens=100,
-        extra_body={"temperature": 0},  # this SDK has no sampling arguments; the API takes them
-        tools=[WEATHER],
-        tool_choice={"type": "any"},
-        messages=QUESTION,
-    )
+    asked = claude.messages.create(**CALL_WEATHER)
     assert asked.stop_reason == "tool_use"
     use = next(block for block in asked.content if block.type == "tool_use")
     assert use.name == "get_weather" and "city" in use.input
@@ -88,14 +90,7 @@ def test_a_tool_use_tool_result_round_trip(claude):
 
 
 def test_a_streamed_tool_use(claude):
-    with claude.messages.stream(
-        model=MODEL,
-        max_tokens=100,
-        extra_body={"temperature": 0},  # this SDK has no sampling arguments; the API takes them
-        tools=[WEATHER],
-        tool_choice={"type": "any"},
-        messages=QUESTION,
-    ) as stream:
+    with claude.messages.stream(**CALL_WEATHER) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_message()
     assert "content_block_delta" in kinds and final.stop_reason == "tool_use"
