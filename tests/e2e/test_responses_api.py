@@ -131,12 +131,14 @@ def test_a_background_response_can_be_cancelled(client):
     assert cancelled.status == "cancelled" and client.responses.retrieve(started.id).status == "cancelled"
 
 
-def test_previous_response_id_survives_a_gateway_restart(tmp_path):
-    args = ("--no-engine-variants", "--state-dir", str(tmp_path))
+@pytest.mark.parametrize("model", MODELS)
+def test_previous_response_id_survives_a_gateway_restart(tmp_path, model):
+    variants = () if model != MODELS[0] else ("--no-engine-variants",)
+    args = (*variants, "--state-dir", str(tmp_path))
     server = start_server(*args)
     try:
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
-        first = client.responses.create(model=MODELS[0], input="My name is Ada.", max_output_tokens=10)
+        first = client.responses.create(model=model, input="My name is Ada.", max_output_tokens=10)
     finally:
         stop_server(server)
     server = start_server(*args)
@@ -144,9 +146,9 @@ def test_previous_response_id_survives_a_gateway_restart(tmp_path):
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
         assert client.responses.retrieve(first.id).output_text == first.output_text
         again = client.responses.create(
-            model=MODELS[0], input="What is my name?", previous_response_id=first.id, max_output_tokens=10
+            model=model, input="What is my name?", previous_response_id=first.id, max_output_tokens=10
         )
-        alone = client.responses.create(model=MODELS[0], input="What is my name?", max_output_tokens=10)
+        alone = client.responses.create(model=model, input="What is my name?", max_output_tokens=10)
         assert again.usage.input_tokens > alone.usage.input_tokens
     finally:
         stop_server(server)
