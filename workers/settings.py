@@ -51,7 +51,12 @@ class WorkerSettings(BaseSettings):
         description="models converted for an engine are kept here (OpenVINO IR, ONNX)",
     )
     # --- openvino ---
-    kv_cache_gb: float = Field(1.0, gt=0, description="openvino cpu/gpu: paged KV cache, shared by all")
+    kv_cache_gb: float = Field(
+        0.25,
+        gt=0,
+        description="openvino cpu/gpu: paged KV cache shared by all sequences, in GB (0.25: about "
+        "20,000 tokens of SmolLM2-135M); with prefix caching the worker grows to it and stays there",
+    )
     kv_cache_precision: str | None = Field(
         None, description="openvino: u8, f16 or f32 (default: the device's)"
     )

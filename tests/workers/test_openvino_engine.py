@@ -2,6 +2,8 @@
 continuous batching against single runs, shared steps, cancel, stop strings, seeds, limits; and the
 one-at-a-time LLMPipeline engine used for the NPU, driven here on the CPU."""
 
+import json
+
 import pytest
 
 from protocol import Generate, SamplingParams
@@ -9,7 +11,7 @@ from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run, st
 from workers.engines.base import RequestError
 from workers.engines.openvino.batching import BatchingEngine, SchedulerOptions
 from workers.engines.openvino.convert import gguf_to_ir
-from workers.engines.openvino.device import NpuShape
+from workers.engines.openvino.device import NpuShape, kv_cache_blocks
 from workers.engines.openvino.npu import NpuEngine
 from workers.model_files import context_length, load_tokenizer
 from workers.sources import resolve
@@ -32,7 +34,7 @@ def tokenizer(ir):
 
 @pytest.fixture(scope="module")
 def engine(ir, tokenizer):
-    options = SchedulerOptions(kv_cache_gb=1, max_batch=4, max_batched_tokens=256, prefix_caching=True)
+    options = SchedulerOptions(kv_blocks=1024, max_batch=4, max_batched_tokens=256, prefix_caching=True)
     return BatchingEngine(ir, tokenizer, "CPU", options, CPU, context_length(ir))
 
 
@@ -41,7 +43,7 @@ def test_the_gguf_is_converted_once_and_its_ir_answers_as_the_gguf_does(ir, engi
     assert {"openvino_model.xml", "openvino_tokenizer.xml", "tokenizer.json", "config.json"} <= files
     assert gguf_to_ir(GGUF, ir.parent.parent) == ir  # found in the cache, not converted again
     assert context_length(ir) == context_length(GGUF) == 8192
-    options = SchedulerOptions(kv_cache_gb=1, max_batch=1, max_batched_tokens=256, prefix_caching=False)
+    options = SchedulerOptions(kv_blocks=1024, max_batch=1, max_batched_tokens=256, prefix_caching=False)
     direct = BatchingEngine(GGUF, load_tokenizer(GGUF), "CPU", options, CPU, 8192)
     question = "What is the capital of France?"
     assert run(direct, [chat("a", question)])[0] == run(engine, [chat("a", question)])[0]
@@ -100,12 +102,28 @@ def test_same_seed_same_text_and_length_limit(engine):
 def test_seeds_repeat_from_the_first_request_without_prefix_caching(ir, tokenizer):
     """With prefix caching on, a prompt computed from its cached prefix has slightly different
     logits than computed whole, so a seeded sampled request may differ from its very first run."""
-    options = SchedulerOptions(kv_cache_gb=1, max_batch=2, max_batched_tokens=256, prefix_caching=False)
+    options = SchedulerOptions(kv_blocks=1024, max_batch=2, max_batched_tokens=256, prefix_caching=False)
     fresh = BatchingEngine(ir, tokenizer, "CPU", options, CPU, 8192)
     params = SamplingParams(max_tokens=20, temperature=1.0, seed=1234, ignore_eos=True)
     first, _ = run(fresh, [chat("a", "Say something.", params)])
     second, _ = run(fresh, [chat("a", "Say something.", params)])
     assert first == second
+
+
+def test_the_kv_cache_holds_the_blocks_its_size_gives_and_a_prompt_past_it_is_refused(ir, tokenizer):
+    config = json.loads((ir / "config.json").read_text())
+    blocks = kv_cache_blocks(config, "CPU", None, 4 * 32 * 30 * 2 * 3 * 72 / (1 << 30))
+    assert blocks == 4  # 4 blocks of 32 tokens, u8 with its scales: 128 tokens
+    options = SchedulerOptions(kv_blocks=blocks, max_batch=1, max_batched_tokens=256, prefix_caching=False)
+    small = BatchingEngine(ir, tokenizer, "CPU", options, CPU, 8192)
+    fits = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
+    _, ends = run(small, [Generate("fits", fits, prompt_ids=[100] * 100)])
+    assert ends["fits"].finish_reason == "length" and ends["fits"].completion_tokens == 8
+    small.add(Generate("past", fits, prompt_ids=[100] * 200))
+    while small.has_work():
+        small.step()
+    failure = small.failures.pop()
+    assert failure.status == 400 and "does not fit the KV cache" in failure.message
 
 
 def test_prompt_over_the_context_and_bad_sampling_are_refused(engine):

@@ -3,6 +3,7 @@ and the encoder of an embedding model as OpenVINO IR."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import openvino as ov
@@ -10,7 +11,13 @@ import structlog
 
 from workers.engines.base import Engine
 from workers.engines.openvino.convert import IR_FILE, export, gguf_to_ir
-from workers.engines.openvino.device import NpuShape, batching_properties, choose_device, npu_properties
+from workers.engines.openvino.device import (
+    NpuShape,
+    batching_properties,
+    choose_device,
+    kv_cache_blocks,
+    npu_properties,
+)
 from workers.model_files import context_length, load_tokenizer
 from workers.settings import WorkerSettings
 from workers.sources import resolve
@@ -37,8 +44,11 @@ def load(settings: WorkerSettings) -> Engine:
         return NpuEngine(source, tokenizer, device, shape, npu_properties(shape, compiled))
     from workers.engines.openvino.batching import BatchingEngine, SchedulerOptions
 
+    if not (source / "config.json").is_file():
+        raise ValueError(f"{source} has no config.json: the KV cache is sized from the model's shape")
+    config = json.loads((source / "config.json").read_text())
     scheduler = SchedulerOptions(
-        kv_cache_gb=settings.kv_cache_gb,
+        kv_blocks=kv_cache_blocks(config, device, settings.kv_cache_precision, settings.kv_cache_gb),
         max_batch=settings.max_batch,
         max_batched_tokens=settings.prefill_chunk,
         prefix_caching=settings.prefix_caching,

@@ -40,14 +40,14 @@ class _Request:
 
 @dataclass(frozen=True)
 class SchedulerOptions:
-    kv_cache_gb: float  # paged KV cache shared by every sequence
+    kv_blocks: int  # paged KV cache shared by every sequence (device.kv_cache_blocks)
     max_batch: int  # sequences decoded together
     max_batched_tokens: int  # tokens (prompt chunks + one per running sequence) per step
     prefix_caching: bool  # reuse the KV blocks of a prompt prefix seen before (system prompts)
 
     def scheduler_config(self) -> ov_genai.SchedulerConfig:
         config = ov_genai.SchedulerConfig()
-        config.cache_size = max(1, round(self.kv_cache_gb))  # whole GB in the Python binding
+        config.num_kv_blocks = self.kv_blocks
         config.max_num_seqs = self.max_batch
         config.max_num_batched_tokens = max(self.max_batched_tokens, self.max_batch)
         config.dynamic_split_fuse = True

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NPU_PROMPT_ALIGN = 64  # the NPU plugin compiles prompt lengths in multiples of this
+KV_BLOCK_TOKENS = {"CPU": 32, "GPU": 16}  # tokens in one paged-attention block (checked on the CPU)
+# bytes a cached K or V element takes; u8 also keeps a f32 scale and zero point per token and head
+KV_ELEMENT_BYTES = {"u8": 1 + 8 / 64, "i8": 1 + 8 / 64, "f16": 2.0, "bf16": 2.0, "f32": 4.0}
+DEFAULT_KV_PRECISION = {"CPU": "u8", "GPU": "f16"}
 
 
 def choose_device(requested: str, available: Sequence[str]) -> str:
@@ -45,6 +49,22 @@ class NpuShape:
     @property
     def context_length(self) -> int:
         return self.max_prompt_len + self.min_response_len
+
+
+def kv_cache_blocks(config: dict, device: str, precision: str | None, gigabytes: float) -> int:
+    """How many paged KV blocks fit in `gigabytes` for a model with this config.json on this device.
+
+    The pipeline's own `cache_size` takes whole GB only, and it allocates blocks as they are first
+    used; with prefix caching it keeps them, so the worker grows until the whole cache is in use.
+    Counting blocks lets the cache be sized to what a small model needs, so it is full early.
+    """
+    kind = device.split(".")[0]
+    heads = config.get("num_key_value_heads") or config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    element = KV_ELEMENT_BYTES[(precision or DEFAULT_KV_PRECISION.get(kind, "f16")).lower()]
+    token_bytes = config["num_hidden_layers"] * 2 * heads * head_dim * element
+    block_bytes = token_bytes * KV_BLOCK_TOKENS.get(kind, 16)
+    return max(1, int(gigabytes * (1 << 30) / block_bytes))
 
 
 def batching_properties(device: str, threads: int, cache_dir: Path | None, kv_precision: str | None) -> dict:
