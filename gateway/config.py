@@ -262,7 +262,13 @@ class Settings(BaseSettings):
     @classmethod
     def _key_file(cls, value: Path | None) -> Path | None:
         """A key file that yields no key is a mistake, not a wish to turn keys off."""
-        if value is not None and not _read_keys(value):
+        if value is None:
+            return value
+        try:
+            keys = _read_keys(value)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{value}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+        if not keys:
             raise ValueError(f"{value} holds no key (blank lines and # comments only)")
         return value
 

@@ -4,9 +4,14 @@ graceful drain on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import socket
 import sys
+from pathlib import Path
 
 import uvloop
+import zmq
 from aiohttp import web
 
 from gateway.app import create_app
@@ -15,10 +20,19 @@ from gateway.models_file import ModelsFileError
 from protocol.logs import configure_logging
 
 
+class StartError(Exception):
+    """Something the server needs before it starts anything; said in one line, exit status 2."""
+
+
 def serve(settings: Settings) -> None:
     try:
         settings.models()  # a models file is read and checked before anything starts
-    except ModelsFileError as exc:
+        for directory in (settings.cache_dir, settings.state_dir):
+            writable(directory)
+        if settings.worker_bind:
+            check_worker_bind(settings.worker_bind)
+        listener = listen(settings.host, settings.port)  # bound first: a port in use starts nothing
+    except (ModelsFileError, StartError) as exc:
         for line in str(exc).splitlines():
             print(f"enginehouse serve: {line}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -26,8 +40,7 @@ def serve(settings: Settings) -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
+        sock=listener,
         access_log=None,
         handler_cancellation=True,
         print=None,
@@ -35,3 +48,51 @@ def serve(settings: Settings) -> None:
         # cancel the rest (their cleanup cancels them at the workers), then stop the workers
         shutdown_timeout=settings.drain_timeout,
     )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The HTTP socket, bound and listening, before any worker starts."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartError(f"cannot listen on {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(address)
+        listener.listen(1024)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartError(f"port {port} on {host} is in use") from None
+        raise StartError(f"cannot listen on port {port} on {host}: {exc.strerror}") from None
+    listener.setblocking(False)
+    return listener
+
+
+def writable(directory: Path) -> None:
+    """The cache and state directories are made if missing and must take files."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".enginehouse-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StartError(f"{directory} cannot be written: {exc.strerror}") from None
+
+
+def check_worker_bind(address: str) -> None:
+    """--worker-bind is bound once here, so a bad or taken address is said before anything starts."""
+    if not address.startswith("tcp://"):
+        raise StartError(f"--worker-bind {address!r}: give tcp://HOST:PORT")
+    context = zmq.Context()
+    probe = context.socket(zmq.ROUTER)
+    probe.setsockopt(zmq.LINGER, 0)
+    try:
+        probe.bind(address)
+    except zmq.ZMQError as exc:
+        raise StartError(f"--worker-bind {address}: {exc.strerror}") from None
+    finally:
+        probe.close(linger=0)
+        context.term()

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SLOS = ("ttft", "tpot", "e2el")
@@ -21,7 +21,12 @@ class BenchSettings(BaseSettings):
         populate_by_name=True,
     )
 
-    url: str = Field("http://127.0.0.1:8000", description="the server's base URL, without /v1")
+    url: str = Field(
+        "http://127.0.0.1:8000",
+        validation_alias=AliasChoices("url", "base_url"),
+        description="the server's base URL (--url or --base-url, as vllm bench serve names it); "
+        "a trailing /v1 is dropped",
+    )
     model: str = "smollm2-135m-instruct"
     endpoint: Literal["chat", "completions", "embeddings"] = "chat"
     api_key: str | None = None
@@ -54,6 +59,12 @@ class BenchSettings(BaseSettings):
     json_out: Path | None = Field(None, alias="json", description="write the report as JSON here")
     plot: Path | None = Field(None, description="draw TTFT/ITL distributions and throughput here (PNG)")
     progress: bool = Field(True, description="a progress bar on stderr (when it is a terminal)")
+
+    @field_validator("url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        value = value.rstrip("/")
+        return value.removesuffix("/v1")
 
     @field_validator("duration", mode="before")
     @classmethod

@@ -190,7 +190,8 @@ def response_format(given: TextFormat | JsonObjectFormat | JsonSchemaFormat | No
 
 
 class ChatCompletionRequest(Sampling):
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Message] | None = Field(None, min_length=1)
+    prompt: str | None = Field(None, min_length=1)  # the engine-style chat endpoint's raw text, no template
     max_completion_tokens: Clamped | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
@@ -201,6 +202,19 @@ class ChatCompletionRequest(Sampling):
 
     @model_validator(mode="after")
     def _fields_together(self) -> ChatCompletionRequest:
+        if (self.messages is None) == (self.prompt is None):
+            both = self.messages is not None
+            message = (
+                "Give either `messages` or `prompt`, not both."
+                if both
+                else "Either messages or prompt must be provided."
+            )
+            raise APIError(
+                400, message, "invalid_value" if both else "missing_required_parameter", "messages"
+            )
+        if self.prompt is not None and self.tools:
+            message = "`tools` need `messages`: a raw `prompt` goes to the model without the chat template."
+            raise APIError(400, message, "invalid_value", "tools")
         if self.max_completion_tokens is not None:
             self.max_tokens = self.max_completion_tokens
         # APIError passes through pydantic: the 400 names the field
@@ -219,8 +233,9 @@ class ChatCompletionRequest(Sampling):
         return self
 
     def generates(self, default_max_tokens: int, max_tokens_cap: int | None) -> list[Generate]:
-        """One Generate per choice (n)."""
-        messages = [m.wire() for m in self.messages]
+        """One Generate per choice (n). A raw `prompt` goes to the model as text, without the chat
+        template (as the engine-style chat endpoint has it)."""
+        messages = None if self.messages is None else [m.wire() for m in self.messages]
         tools = [
             Tool(t.function.name, t.function.description or "", t.function.parameters or {})
             for t in self.tools or ()
@@ -232,6 +247,7 @@ class ChatCompletionRequest(Sampling):
                 request_id=uuid.uuid4().hex,
                 params=params,
                 messages=messages,
+                prompt=self.prompt,
                 tools=tools,
                 tool_choice="function" if named else choice,  # type: ignore[arg-type]
                 tool_name=choice.function.name if named else None,  # type: ignore[union-attr]

@@ -1,7 +1,9 @@
 """POST /generate, /chat and /generate/batch: the simple REST shapes. Their own defaults apply to
 absent fields (max_length 8192, temperature 0.7, top_p 0.9, top_k 80, repetition_penalty 1.15,
-do_sample true); the answer is `{"response", "usage"}` (`{"responses", "usage"}` for a batch), the
-stream one `data: {"response": piece}` event per piece (with `"index"` in a batch), then one with
+do_sample true); a model is named by `model_id` (or `model`). The answer is `{"response", "usage"}`
+for /generate, `{"responses", "usage"}` for a batch and `{"choices": [{"index", "message": {"role",
+"content"}, "finish_reason"}], "usage"}` for /chat, as that server documents them; a stream is one
+`data: {"response": piece}` event per piece (with `"index"` in a batch), then one with
 `finish_reason` and `usage`, then `data: [DONE]`. A batch's prompts go to the worker together and
 share its steps."""
 
@@ -24,7 +26,8 @@ MAX_BATCH_PROMPTS = 64
 
 
 class Options(StrictBody):
-    model: str | None = Field(None, min_length=1)
+    model_id: str | None = Field(None, min_length=1)  # the simple server's name for it
+    model: str | None = Field(None, min_length=1)  # an alias, as the OpenAI routes name it
     max_length: Annotated[int, Field(ge=1, le=INT32)] = 8192  # new tokens, capped by the context
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.7  # 0: greedy
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
@@ -41,6 +44,13 @@ class Options(StrictBody):
             top_k=self.top_k,
             repetition_penalty=self.repetition_penalty,
         )
+
+    def named_model(self) -> str | None:
+        if self.model_id and self.model and self.model_id != self.model:
+            raise APIError(
+                400, "`model_id` and `model` name different models; give one.", "invalid_value", "model_id"
+            )
+        return self.model_id or self.model
 
 
 class GenerateBody(Options):
@@ -63,16 +73,16 @@ class BatchBody(Options):
 async def generate(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, GenerateBody)
     params = body.params(request.app[SETTINGS].max_tokens_cap)
-    return await _answer(
-        request, body, "completion", [Generate(uuid.uuid4().hex, params, prompt=body.prompt)]
-    )
+    requests = [Generate(uuid.uuid4().hex, params, prompt=body.prompt)]
+    return await _answer(request, body, "completion", requests, SimpleShape())
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, ChatBody)
     params = body.params(request.app[SETTINGS].max_tokens_cap)
     messages = [ChatMessage(m.role, m.content) for m in body.messages]
-    return await _answer(request, body, "chat", [Generate(uuid.uuid4().hex, params, messages=messages)])
+    requests = [Generate(uuid.uuid4().hex, params, messages=messages)]
+    return await _answer(request, body, "chat", requests, SimpleShape(chat=True))
 
 
 async def generate_batch(request: web.Request) -> web.StreamResponse:
@@ -83,22 +93,22 @@ async def generate_batch(request: web.Request) -> web.StreamResponse:
         )
     params = body.params(request.app[SETTINGS].max_tokens_cap)
     requests = [Generate(uuid.uuid4().hex, params, prompt=prompt) for prompt in body.prompts]
-    return await _answer(request, body, "completion", requests, batch=True)
+    return await _answer(request, body, "completion", requests, SimpleShape(batch=True))
 
 
 async def _answer(
-    request: web.Request, body: Options, task: str, requests: list[Generate], batch: bool = False
+    request: web.Request, body: Options, task: str, requests: list[Generate], shape: SimpleShape
 ) -> web.StreamResponse:
-    model = body.model or request.app[SETTINGS].default_model()
-    return await serve_generation(request, model, task, requests, SimpleShape(batch), body.stream)
+    model = body.named_model() or request.app[SETTINGS].default_model()
+    return await serve_generation(request, model, task, requests, shape, body.stream)
 
 
 class SimpleShape:
     """`{"response"}` pieces (with the prompt's `index` in a batch), a `finish_reason` event (with
     the usage once every prompt is done), `[DONE]`; errors are `{"detail"}`."""
 
-    def __init__(self, batch: bool) -> None:
-        self.batch = batch
+    def __init__(self, batch: bool = False, chat: bool = False) -> None:
+        self.batch, self.chat = batch, chat
 
     def opening(self, result: Result) -> bytes:
         return b""
@@ -115,6 +125,16 @@ class SimpleShape:
         return sse.DONE
 
     def body(self, result: Result) -> dict[str, object]:
+        if self.chat:
+            choices = [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": c.content},
+                    "finish_reason": c.finish_reason,
+                }
+                for i, c in enumerate(result.choices)
+            ]
+            return {"choices": choices, "usage": result.usage()}
         texts = [choice.content for choice in result.choices]
         answer = {"responses": texts} if self.batch else {"response": texts[0]}
         return {**answer, "usage": result.usage()}

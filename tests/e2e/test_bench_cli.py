@@ -48,3 +48,11 @@ def test_bench_embeddings_and_bad_flags(server):
     assert embed.returncode == 0 and "4 completed" in embed.stdout, embed.stderr
     bad = subprocess.run([*command, "--goodput", "speed:1"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("enginehouse bench: --goodput")
+
+
+def test_bench_takes_base_url_as_vllm_bench_serve_names_it(server):
+    # as a vllm bench serve script passes it; a trailing /v1 is dropped
+    command = [sys.executable, "-m", "gateway", "bench", "--base-url", f"{server.url}/v1", "--model", MODEL]
+    command += ["--num-requests", "2", "--max-tokens", "4", "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "2 completed, 0 failed" in result.stdout, result.stderr

@@ -163,3 +163,49 @@ def test_unknown_routes_and_methods(server):
 def test_health(server):
     r = httpx.get(f"{server.url}/health")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+# the engine-style chat endpoint's documented request: a raw prompt instead of messages, top_k -1
+RAW_PROMPT_CHAT = {
+    "model": MODEL,
+    "prompt": "The capital of France is",
+    "max_tokens": 8,
+    "temperature": 0.0,
+    "top_p": 1.0,
+    "top_k": -1,
+    "stream": False,
+}
+
+
+def test_chat_takes_a_raw_prompt_without_the_chat_template(server, client):
+    r = httpx.post(f"{server.url}/v1/chat/completions", json=RAW_PROMPT_CHAT, timeout=60)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["object"] == "chat.completion" and answer["choices"][0]["message"]["role"] == "assistant"
+    # the text goes to the model as it is: the same tokens and answer as a plain completion
+    plain = client.completions.create(
+        model=MODEL, prompt=RAW_PROMPT_CHAT["prompt"], max_tokens=8, temperature=0
+    )
+    assert answer["usage"]["prompt_tokens"] == plain.usage.prompt_tokens == 5
+    assert answer["choices"][0]["message"]["content"] == plain.choices[0].text
+    streamed = httpx.post(
+        f"{server.url}/v1/chat/completions", json={**RAW_PROMPT_CHAT, "stream": True}, timeout=60
+    )
+    assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"prompt": None}, "Either messages or prompt must be provided"),
+        ({"messages": QUESTION}, "not both"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "messages"),
+    ],
+)
+def test_chat_needs_messages_or_a_prompt_not_both(server, extra, says):
+    body = {**RAW_PROMPT_CHAT, **extra}
+    body = {k: v for k, v in body.items() if v is not None}
+    r = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)
+    assert r.status_code == 400 and says in r.json()["error"]["message"], r.text
+    if "messages" in extra:
+        assert "`messages`" in r.json()["error"]["message"] and "`prompt`" in r.json()["error"]["message"]

@@ -1,5 +1,6 @@
 """The simple REST routes (/generate, /chat, /generate/batch, /models/*, /system/info): their
-defaults, their `{"response", "usage"}` answers, their SSE streams and their `{"detail"}` errors."""
+defaults, their documented answers (`{"response", "usage"}`; /chat's `{"choices": [{"message"}]}`),
+`model_id` naming the model, their SSE streams and their `{"detail"}` errors."""
 
 import json
 
@@ -53,9 +54,51 @@ def test_generate_streamed_adds_up_to_the_whole_answer(server):
     assert streamed[-1] == {"finish_reason": "length", "usage": whole["usage"]}
 
 
+# the simple server's documented requests, as its docs write them (model_id may be null)
+DOCUMENTED_CHAT = {
+    "messages": [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ],
+    "model_id": None,
+    "max_length": 64,
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "stream": False,
+}
+DOCUMENTED_GENERATE = {"prompt": "Once upon a time", "model_id": "string", "max_length": 16, "stream": False}
+
+
+def test_chat_answers_in_the_documented_shape_read_as_its_client_reads_it(server):
+    answer = post(server, "/chat", **DOCUMENTED_CHAT).json()
+    assert set(answer) == {"choices", "usage"}
+    choice = answer["choices"][0]
+    assert choice["message"]["role"] == "assistant" and choice["message"]["content"]
+    assert choice["finish_reason"] in ("stop", "length")
+    assert answer["usage"]["total_tokens"] > answer["usage"]["prompt_tokens"] > 20
+
+
+def test_model_id_names_the_model_and_model_is_its_alias(server):
+    unknown = post(server, "/generate", **DOCUMENTED_GENERATE)  # "string": no such model
+    assert unknown.status_code == 404 and list(unknown.json()) == ["detail"]
+    assert "string" in unknown.json()["detail"]
+    for path, body in [
+        ("/generate", {"prompt": "Hi", "max_length": 4}),
+        ("/chat", {"messages": [{"role": "user", "content": "Hi"}], "max_length": 4}),
+        ("/generate/batch", {"prompts": ["Hi"], "max_length": 4}),
+    ]:
+        assert post(server, path, **body, model_id=CHAT_MODEL).status_code == 200
+        assert post(server, path, **body, model=CHAT_MODEL).status_code == 200
+        wrong = post(server, path, **body, model_id="all-minilm-l6-v2")  # an embedding model
+        assert wrong.status_code in (400, 404) and list(wrong.json()) == ["detail"], wrong.text
+        assert post(server, path, **body, model_id="nope").status_code == 404
+    both = post(server, "/generate", prompt="Hi", model_id=CHAT_MODEL, model="all-minilm-l6-v2")
+    assert both.status_code == 400 and "model_id" in both.json()["detail"]
+
+
 def test_chat_with_and_without_options(server):
     plain = post(server, "/chat", messages=[{"role": "user", "content": "Say hello."}], max_length=16)
-    assert plain.status_code == 200 and plain.json()["response"]
+    assert plain.status_code == 200 and plain.json()["choices"][0]["message"]["content"]
     body = {
         "messages": [
             {"role": "system", "content": "You answer in one word."},
@@ -65,9 +108,10 @@ def test_chat_with_and_without_options(server):
         "do_sample": False,
     }
     answer = post(server, "/chat", **body).json()
-    assert "Paris" in answer["response"] and answer["usage"]["prompt_tokens"] > 20
-    streamed = events(server, "/chat", **body)
-    assert "".join(e.get("response", "") for e in streamed) == answer["response"]
+    content = answer["choices"][0]["message"]["content"]
+    assert "Paris" in content and answer["usage"]["prompt_tokens"] > 20
+    streamed = events(server, "/chat", **body)  # the stream keeps its {"response"} pieces
+    assert "".join(e.get("response", "") for e in streamed) == content
 
 
 def test_a_batch_of_eight_is_answered_in_order_and_decoded_as_one_batch(server):
