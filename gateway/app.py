@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway import anthropic, responses
+from gateway import anthropic, modellab, responses
 from gateway.config import Settings
 from gateway.errors import APIError
 from gateway.llamacpp import add_routes as llamacpp_routes
@@ -162,4 +162,5 @@ def create_app(settings: Settings) -> web.Application:
     anthropic.add_routes(app)
     llamacpp_routes(app)
     simple_routes(app)
+    modellab.add_routes(app)
     return app

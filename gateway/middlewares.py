@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from gateway.clients import Caller, client_address, fingerprint, presented_key
-from gateway.errors import APIError
+from gateway.errors import APIError, Style
 from gateway.ratelimit import Decision
 from gateway.state import CALLER, ERROR_STYLES, GUARDS, METRICS, ROUTER
 
@@ -23,6 +23,7 @@ METRICS_PATHS = {"/metrics", "/v1/metrics"}  # need the key unless --metrics-nee
 UNLIMITED_PATHS = {"/health", *METRICS_PATHS}  # not rate limited
 # model management: an admin key when keys are set (an ordinary key gets 403)
 ADMIN_PATHS = {"/v1/models/load", "/v1/models/unload", "/models/load", "/models/unload"}
+CONVERT_JOBS = "/api/convert/cross"  # starting and reading conversion jobs; not .../paths
 LIMIT = web.RequestKey("rate_decision", Decision)  # the limiter's answer, for the response headers
 CORS = web.RequestKey("cors", dict[str, str])  # CORS headers for the answer
 # what the handler learned, for the request's log line: model, tokens, time to first token
@@ -65,7 +66,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves in its route family's shape (OpenAI's unless the family has its own):
     ours, aiohttp's (404, 405, 413) and unexpected ones."""
-    style = request.app[ERROR_STYLES].get(request.path, "openai")
+    style = error_style(request)
     try:
         return await handler(request)
     except APIError as exc:
@@ -128,9 +129,24 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     admin = _matches(key, guards.admin_keys)
     request[CALLER] = Caller(f"key:{key_id}", may_load=admin or guards.keys_may_load)
     request[LOG_FIELDS]["key"] = key_id
-    if request.path in ADMIN_PATHS and not admin:
-        raise APIError(403, "Loading and unloading models needs an admin key.", "permission_denied")
+    if _model_management(request.path) and not admin:
+        message = "Model management (loading, unloading, converting) needs an admin key."
+        raise APIError(403, message, "permission_denied")
     return await handler(request)
+
+
+def _model_management(path: str) -> bool:
+    jobs = path == CONVERT_JOBS or (path.startswith(f"{CONVERT_JOBS}/") and path != f"{CONVERT_JOBS}/paths")
+    return path in ADMIN_PATHS or jobs
+
+
+def error_style(request: web.Request) -> Style:
+    """The route family's error shape: by its path, or by a prefix ending in / (the /api/ routes)."""
+    styles, path = request.app[ERROR_STYLES], request.path
+    if path in styles:
+        return styles[path]
+    prefixes = [p for p in styles if p.endswith("/") and path.startswith(p)]
+    return styles[max(prefixes, key=len)] if prefixes else "openai"
 
 
 def _matches(key: str | None, keys: list[str]) -> bool:

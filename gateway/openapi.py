@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import anthropic, llamacpp, openai, responses, simple
+from gateway import anthropic, llamacpp, modellab, openai, responses, simple
 from gateway.http.openapi import Route, document
 from gateway.state import ROUTER
 
@@ -51,6 +51,7 @@ def full_document(models: list[str]) -> dict[str, Any]:
         anthropic.ROUTES,
         llamacpp.ROUTES,
         simple.ROUTES,
+        modellab.ROUTES,
         _SERVER,
     ):
         family_paths, family_schemas = document(routes, models)

@@ -142,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' loaders draw progress bars
     settings = parse_settings(ConvertSettings, sys.argv[1:] if argv is None else argv)
     try:
-        convert(settings)
+        target = convert(settings)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:  # the reason, not a traceback
         raise SystemExit(f"enginehouse convert: {exc}") from None
+    print(f"result: {target}", flush=True)  # the last line: where a model source now is
     return 0
 
 

@@ -101,3 +101,14 @@ def test_without_a_key_the_messages_api_answers_401_in_anthropics_shape(keyed):
     assert with_key.messages.create(
         model=CHAT, max_tokens=2, messages=[{"role": "user", "content": "hi"}]
     ).content
+
+
+def test_conversion_jobs_need_an_admin_key_and_discovery_does_not(keyed):
+    job = {"source": "smollm2-135m-instruct", "to": "openvino"}
+    refused = httpx.post(f"{keyed.url}/api/convert/cross", json=job, headers=auth("key-a"), timeout=30)
+    assert refused.status_code == 403 and "admin key" in refused.json()["detail"]
+    unknown = httpx.get(f"{keyed.url}/api/convert/cross/convjob-x", headers=auth("key-a"), timeout=30)
+    assert unknown.status_code == 403
+    paths = httpx.get(f"{keyed.url}/api/convert/cross/paths", headers=auth("key-a"), timeout=60)
+    assert paths.status_code == 200 and paths.json()["paths"]
+    assert httpx.get(f"{keyed.url}/api/convert/cross/paths", timeout=30).status_code == 401
