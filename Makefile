@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install convert-tools run test lint bench soak clean install-service
+.PHONY: install convert-tools run test test-packages screenshots lint bench soak clean install-service
 
 install: $(STAMP)
 
@@ -47,11 +47,22 @@ $(CONVERT_STAMP): Makefile
 run: install
 	$(BIN)/enginehouse serve --host $(HOST) --port $(PORT) $(ARGS)
 
-# systemd-analyze checks the service unit; installed here when missing and we may (else that test skips)
-test: install convert-tools
+# Debian packages the tests use, installed when missing and we may (root with apt-get): systemd-analyze
+# checks the service unit (else that test skips); chromium runs the web pages' browser tests
+# (Playwright drives it through executable_path: no browser is downloaded).
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+test-packages:
 	command -v systemd-analyze >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		apt-get install -y -qq --no-install-recommends systemd >/dev/null; } || true
+		$(APT_INSTALL) systemd >/dev/null; } || true
+	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ $(APT_INSTALL) chromium >/dev/null 2>&1 || { apt-get update -qq && $(APT_INSTALL) chromium >/dev/null; }; }; } || true
+
+test: install convert-tools test-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the web pages' screenshots in docs/screenshots (the README shows them), taken by their browser test
+screenshots: install test-packages
+	ENGINEHOUSE_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/e2e/test_web_pages.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -13,7 +13,8 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway import anthropic, modellab, responses
+from gateway import anthropic, batches, modellab, responses
+from gateway import web as pages
 from gateway.config import Settings
 from gateway.errors import APIError
 from gateway.llamacpp import add_routes as llamacpp_routes
@@ -159,8 +160,11 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/openapi.json", openapi_json)
     add_routes(app)
     responses.add_routes(app)
+    batches.add_routes(app)
     anthropic.add_routes(app)
     llamacpp_routes(app)
     simple_routes(app)
     modellab.add_routes(app)
+    if settings.web:
+        pages.add_routes(app)
     return app

@@ -138,6 +138,9 @@ class Settings(BaseSettings):
         "ENGINEHOUSE_ADMIN_API_KEYS=k1,k2); they pass everywhere an ordinary key does",
     )
     admin_api_key_file: Path | None = Field(None, description="a file of admin API keys, one a line")
+    web: bool = Field(
+        True, description="serve the chat page at / and the live status page at /status (--no-web: off)"
+    )
     metrics_need_key: bool = Field(
         True, description="/metrics and /v1/metrics need an API key when keys are set (false: open)"
     )
@@ -176,6 +179,20 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         Path("~/.local/state/enginehouse").expanduser(),
         description="what the server keeps across restarts (stored responses) lives here",
+    )
+    files_dir: Path | None = Field(
+        None, description="uploaded files and batch outputs (/v1/files) live here (default: STATE_DIR/files)"
+    )
+    max_file_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="largest file /v1/files accepts")
+    batch_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the part of a model's batch slots that batch lines may take; they also wait "
+        "while live requests wait",
+    )
+    batch_key_lines: int = Field(
+        50000, ge=1, description="batch lines a key may have queued (not yet answered) at once"
     )
     responses_keep: int = Field(
         10000, ge=1, description="stored responses kept (/v1/responses with store); past it the oldest go"

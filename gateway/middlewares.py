@@ -18,9 +18,14 @@ from gateway.state import CALLER, ERROR_STYLES, GUARDS, METRICS, ROUTER
 
 log = structlog.get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-OPEN_PATHS = {"/health", "/openapi.json"}  # no key needed
+# no key needed: the web pages and their files hold no data (what they show comes from the API)
+OPEN_PATHS = {"/health", "/openapi.json", "/", "/status"}
+STATIC_PREFIX = "/static/"
 METRICS_PATHS = {"/metrics", "/v1/metrics"}  # need the key unless --metrics-need-key false
-UNLIMITED_PATHS = {"/health", *METRICS_PATHS}  # not rate limited
+# what the operator watches (the status page polls it): an admin key once admin keys are set
+OPERATOR_PATHS = {"/v1/models/status", *METRICS_PATHS}
+# not rate limited: reads of the gateway's own state, which the status page polls each second
+UNLIMITED_PATHS = {"/health", "/v1/models/status", *METRICS_PATHS}
 # model management: an admin key when keys are set (an ordinary key gets 403)
 ADMIN_PATHS = {"/v1/models/load", "/v1/models/unload", "/models/load", "/models/unload"}
 CONVERT_JOBS = "/api/convert/cross"  # starting and reading conversion jobs; not .../paths
@@ -114,7 +119,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     guards = request.app[GUARDS]
     address = request[LOG_FIELDS]["client"] = client_address(request, guards.trusted_proxies)
     request[CALLER] = Caller(address)
-    if not guards.keys or request.path in OPEN_PATHS or _public_metrics(request):
+    if not guards.keys or _open(request.path) or _public_metrics(request):
         return await handler(request)
     key = presented_key(request)
     if not _matches(key, guards.keys):
@@ -132,7 +137,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if _model_management(request.path) and not admin:
         message = "Model management (loading, unloading, converting) needs an admin key."
         raise APIError(403, message, "permission_denied")
+    if request.path in OPERATOR_PATHS and guards.admin_keys and not admin:
+        raise APIError(403, "The server's status and metrics need an admin key.", "permission_denied")
     return await handler(request)
+
+
+def _open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(STATIC_PREFIX)
 
 
 def _model_management(path: str) -> bool:
@@ -168,7 +179,12 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
 def _limit(request: web.Request) -> None:
     """Take one request from the caller's bucket (its key's, else its address's); 429 when empty."""
     limiter = request.app[GUARDS].limiter
-    skip = request.path in UNLIMITED_PATHS or request.method == "OPTIONS" or LIMIT in request
+    skip = (
+        request.path in UNLIMITED_PATHS
+        or request.path.startswith(STATIC_PREFIX)
+        or request.method == "OPTIONS"
+        or LIMIT in request
+    )
     if limiter is None or skip:
         return
     decision = limiter.check(request[CALLER].id)

@@ -27,7 +27,11 @@ Body = TypeVar("Body", bound=BaseModel)
 async def read_body(request: web.Request, schema: type[Body]) -> Body:
     # Parsed as JSON whatever its Content-Type says, as vLLM and llama.cpp do: `curl -d` sends
     # application/x-www-form-urlencoded. A body that is not JSON gets a 400 that says so.
-    raw = await request.read()
+    return parse_body(await request.read(), schema)
+
+
+def parse_body(raw: bytes, schema: type[Body]) -> Body:
+    """JSON bytes as the schema, or the 400 that names the field (a request's body, a batch line's)."""
     try:
         return schema.model_validate_json(raw)
     except ValidationError as exc:

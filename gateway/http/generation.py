@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 from msgspec import json
 
+from gateway.clients import Caller
 from gateway.errors import APIError
 from gateway.http import sse
 from gateway.metrics import Metrics
@@ -190,16 +191,17 @@ async def serve_generation(
 
 
 async def generate_detached(
-    request: web.Request, model: str, task: str, requests: Sequence[Generate]
+    app: web.Application, caller: Caller, model: str, task: str, requests: Sequence[Generate]
 ) -> Result:
-    """The same generation with no client waiting on it (a background response): run to the end
-    under the request timeout and return what came. Cancelling the task cancels the generation."""
-    settings, router = request.app[SETTINGS], request.app[ROUTER]
-    result = Result([Choice() for _ in requests], request.app[METRICS], model, {"model": model})
+    """The same generation with no client waiting on it (a background response, a batch line): run
+    to the end under the request timeout and return what came. Cancelling the task cancels the
+    generation."""
+    settings, router = app[SETTINGS], app[ROUTER]
+    result = Result([Choice() for _ in requests], app[METRICS], model, {"model": model})
     try:
         async with (
             asyncio.timeout(settings.request_timeout),
-            router.open(model, task, requests, request[CALLER]) as deltas,
+            router.open(model, task, requests, caller) as deltas,
         ):
             async for index, delta in deltas:
                 result.add(index, delta)

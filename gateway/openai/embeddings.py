@@ -9,6 +9,7 @@ import uuid
 
 from aiohttp import web
 
+from gateway.clients import Caller
 from gateway.errors import APIError
 from gateway.http.body import read_body
 from gateway.middlewares import LOG_FIELDS
@@ -20,11 +21,15 @@ from protocol import Embeddings
 async def embeddings(request: web.Request) -> web.Response:
     body = await read_body(request, EmbeddingRequest)
     request[LOG_FIELDS]["model"] = body.model
-    result = await request.app[ROUTER].ask(
-        body.model, "embedding", body.wire(uuid.uuid4().hex), request[CALLER]
-    )
+    answer = await embed(request.app, request[CALLER], body)
+    request[LOG_FIELDS]["prompt_tokens"] = answer["usage"]["prompt_tokens"]
+    return web.json_response(answer)
+
+
+async def embed(app: web.Application, caller: Caller, body: EmbeddingRequest) -> dict[str, object]:
+    """The answer to an embeddings request (a live one, or a batch line)."""
+    result = await app[ROUTER].ask(body.model, "embedding", body.wire(uuid.uuid4().hex), caller)
     assert isinstance(result, Embeddings)
-    request[LOG_FIELDS]["prompt_tokens"] = result.prompt_tokens
     dimension = len(result.vectors[0]) // 4
     if body.dimensions is not None and body.dimensions != dimension:
         raise APIError(
@@ -40,7 +45,7 @@ async def embeddings(request: web.Request) -> web.Response:
         for i, vector in enumerate(result.vectors)
     ]
     usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
-    return web.json_response({"object": "list", "data": data, "model": body.model, "usage": usage})
+    return {"object": "list", "data": data, "model": body.model, "usage": usage}
 
 
 def _encode(vector: bytes, encoding_format: str) -> list[float] | str:

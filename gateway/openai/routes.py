@@ -42,18 +42,33 @@ def _token_limits(request: web.Request) -> tuple[int, int | None]:
     return settings.default_max_tokens, settings.max_tokens_cap
 
 
-def _model_object(state: ModelState) -> dict[str, object]:
-    """OpenAI's model object, and its state here (registered, loading, ready, draining, failed)."""
-    return {"id": state.name, "object": "model", "created": _STARTED, "owned_by": OWNER, "state": state.state}
+def _model_object(state: ModelState, tasks: dict[str, str]) -> dict[str, object]:
+    """OpenAI's model object, its state here (registered, loading, ready, draining, failed) and its
+    task (generate or embedding: the served model's, or what a remote worker registered)."""
+    registered = state.status()["tasks"]
+    task = tasks.get(state.name) or ("embedding" if "embedding" in registered else "generate")
+    return {
+        "id": state.name,
+        "object": "model",
+        "created": _STARTED,
+        "owned_by": OWNER,
+        "state": state.state,
+        "task": task,
+    }
+
+
+def _tasks(request: web.Request) -> dict[str, str]:
+    return {spec.id: spec.task for spec in request.app[SETTINGS].models()}
 
 
 async def list_models(request: web.Request) -> web.Response:
-    models = request.app[ROUTER].models.values()
-    return web.json_response({"object": "list", "data": [_model_object(state) for state in models]})
+    models, tasks = request.app[ROUTER].models.values(), _tasks(request)
+    return web.json_response({"object": "list", "data": [_model_object(state, tasks) for state in models]})
 
 
 async def get_model(request: web.Request) -> web.Response:
-    return web.json_response(_model_object(request.app[ROUTER].model(request.match_info["model"])))
+    state = request.app[ROUTER].model(request.match_info["model"])
+    return web.json_response(_model_object(state, _tasks(request)))
 
 
 async def models_status(request: web.Request) -> web.Response:

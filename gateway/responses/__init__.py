@@ -62,7 +62,7 @@ def _in_background(
 
     async def run() -> None:
         try:
-            result = await generate_detached(request, body.model, "chat", [generate])
+            result = await generate_detached(request.app, request[CALLER], body.model, "chat", [generate])
             final = shape.response("completed", result)
             store.put(caller, final, [*conversation, _answer(final)])
         except asyncio.CancelledError:

@@ -8,6 +8,8 @@ docs/bench/. A benchmark, not a test: nothing here asserts a speed.
    against a bare aiohttp handler streaming the same bytes, in the same run.
 4. Structured outputs: a json_schema request beside an unconstrained one on each engine, 1 and 8
    streams (`--only structured` runs this one alone and rewrites its section in place).
+5. Live requests beside a batch: a chat stream's time to first token on an idle server and while a
+   500-line batch runs (`--only batch`, likewise).
 """
 
 from __future__ import annotations
@@ -198,6 +200,70 @@ def structured_section(rows: list[tuple[str, int, Report, Report]]) -> list[str]
     return lines
 
 
+BATCH_HEADING = "## Live requests beside a batch"
+BATCH_LINES = 500
+
+
+def batch_runs(server: Server) -> tuple[Report, Report, float]:
+    """Time to first token of live chat streams, idle and while a 500-line batch runs on the same
+    model (/v1/batches); and the batch's lines per second meanwhile."""
+    model = f"{MODEL}-openvino"
+    live = dict(model=model, concurrency=1, num_requests=8, max_tokens=32)
+    bench(server.url, model=model, max_tokens=4)
+    idle = bench(server.url, **live)
+    lines = "".join(
+        json.dumps({"custom_id": f"line-{i}", "method": "POST", "url": "/v1/chat/completions", "body": {
+            "model": model, "messages": [{"role": "user", "content": f"Tell a story about the number {i}."}],
+            "max_tokens": 64, "ignore_eos": True}}) + "\n"
+        for i in range(BATCH_LINES)
+    )  # fmt: skip
+    uploaded = httpx.post(
+        f"{server.url}/v1/files", files={"file": ("lines.jsonl", lines)}, data={"purpose": "batch"}
+    ).json()
+    batch = httpx.post(
+        f"{server.url}/v1/batches",
+        json={
+            "input_file_id": uploaded["id"],
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        },
+    ).json()
+    status = f"{server.url}/v1/batches/{batch['id']}"
+    while httpx.get(status).json()["request_counts"]["completed"] < 8:
+        time.sleep(0.2)
+    started, done = time.monotonic(), httpx.get(status).json()["request_counts"]["completed"]
+    busy = bench(server.url, **live)
+    rate = (httpx.get(status).json()["request_counts"]["completed"] - done) / (time.monotonic() - started)
+    httpx.post(f"{status}/cancel")
+    while httpx.get(status).json()["status"] != "cancelled":
+        time.sleep(0.5)
+    print(
+        f"batch: TTFT median {idle.ttft_ms.median:.0f} ms idle, {busy.ttft_ms.median:.0f} ms beside a batch"
+    )
+    return idle, busy, rate
+
+
+def batch_section(idle: Report, busy: Report, rate: float) -> list[str]:
+    return [
+        BATCH_HEADING,
+        "",
+        f"Measured {datetime.date.today()}. One chat stream at a time (8 requests, 32 tokens each) on "
+        f"`{MODEL}-openvino`, on an idle server and while a {BATCH_LINES}-line batch of 64-token chat "
+        "lines runs on the same model through `/v1/batches`. Batch lines take at most `--batch-share` "
+        "(0.5) of the model's batch slots and none is sent while a live request waits. Goal: the live "
+        "stream's time to first token within 2x of idle.",
+        "",
+        "| | TTFT median ms | TTFT p90 ms | live tok/s |",
+        "|---|---|---|---|",
+        f"| idle | {idle.ttft_ms.median:.0f} | {idle.ttft_ms.p90:.0f} | {idle.output_tok_s:.1f} |",
+        f"| beside the batch | {busy.ttft_ms.median:.0f} | {busy.ttft_ms.p90:.0f} "
+        f"| {busy.output_tok_s:.1f} |",
+        "",
+        f"Ratio of medians: {busy.ttft_ms.median / idle.ttft_ms.median:.2f}x. The batch answered "
+        f"{rate:.1f} lines/s meanwhile.",
+    ]
+
+
 def rewrite_section(out: Path, heading: str, section: list[str]) -> None:
     """Put `section` in place of the one under `heading` (or at the end)."""
     lines = out.read_text().splitlines() if out.exists() else []
@@ -251,7 +317,7 @@ def bare_runs() -> list[Report]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="docs/benchmarks.md")
-    parser.add_argument("--only", choices=["structured"], help="run one part, rewrite its section")
+    parser.add_argument("--only", choices=["structured", "batch"], help="run one part, rewrite its section")
     arguments = parser.parse_args()
     out = Path(arguments.out)
     plots = out.parent / "bench"
@@ -263,15 +329,19 @@ def main() -> None:
                     out, STRUCTURED_HEADING, structured_section(structured_runs(server, Path(directory)))
                 )
                 return
+            if arguments.only == "batch":
+                rewrite_section(out, BATCH_HEADING, batch_section(*batch_runs(server)))
+                return
             chat = chat_runs(server, plots)
             structured = structured_runs(server, Path(directory))
+            beside_batch = batch_runs(server)
             embeddings = embedding_runs(server)
             overhead = overhead_runs(server.url, plots)
         finally:
             stop_server(server)
     bare = bare_runs()
     local = {variant: in_process(variant) for variant in CHAT_VARIANTS}
-    out.write_text(document(chat, local, embeddings, overhead, bare, structured))
+    out.write_text(document(chat, local, embeddings, overhead, bare, structured, beside_batch))
 
 
 def document(
@@ -281,6 +351,7 @@ def document(
     overhead: list[Report],
     bare: list[Report],
     structured: list[tuple[str, int, Report, Report]],
+    beside_batch: tuple[Report, Report, float],
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -341,6 +412,8 @@ def document(
         "own weights, which need no conversion tools (the int8 export needs `make convert-tools`).",
         "",
         *structured_section(structured),
+        "",
+        *batch_section(*beside_batch),
         "",
         "## Embeddings: all-MiniLM-L6-v2, per engine",
         "",

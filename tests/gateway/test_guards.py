@@ -28,6 +28,8 @@ def serve(aiohttp_client):
         app.router.add_get("/health", answer)
         app.router.add_get("/metrics", answer)
         app.router.add_get("/v1/models", answer)
+        app.router.add_get("/v1/models/status", answer)
+        app.router.add_get("/", answer)
         app.router.add_post("/v1/chat/completions", answer)
         for path in ("/v1/models/load", "/v1/models/unload", "/models/load", "/models/unload"):
             app.router.add_post(path, answer)
@@ -206,3 +208,16 @@ async def test_callers_without_a_key_are_rate_limited_by_address(serve):
     statuses = [(await client.get("/v1/models")).status for _ in range(4)]
     assert statuses == [401, 401, 429, 429]
     assert (await client.get("/v1/models", headers={"x-api-key": "k"})).status == 200  # its own bucket
+
+
+async def test_the_operators_figures_need_an_admin_key_once_there_are_admin_keys(serve):
+    with_admins = await serve(api_keys=["user"], admin_api_keys=["boss"], rate_limit=0)
+    user, admin = {"Authorization": "Bearer user"}, {"Authorization": "Bearer boss"}
+    for path in ("/v1/models/status", "/metrics"):
+        refused = await with_admins.get(path, headers=user)
+        assert refused.status == 403 and (await refused.json())["error"]["code"] == "permission_denied"
+        assert (await with_admins.get(path, headers=admin)).status == 200
+    assert (await with_admins.get("/")).status == 200  # a page holds no data: open
+    assert (await with_admins.get("/v1/models")).status == 401
+    without_admins = await serve(api_keys=["user"], rate_limit=0)
+    assert (await without_admins.get("/v1/models/status", headers=user)).status == 200
