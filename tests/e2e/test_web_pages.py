@@ -199,7 +199,7 @@ def test_the_status_page_shows_the_model_and_its_tokens_chart_moves_under_a_benc
         wait_for(page, "Number(document.getElementById('tps-now').dataset.value || 0) > 5")
         running = page.locator(f'#models tr[data-model="{MODEL}"] td').nth(5).inner_text()
         assert int(running) > 0
-        time.sleep(1.5)
+        time.sleep(4)  # a few seconds of the charts for the screenshots
         assert page.evaluate("document.getElementById('tps').toDataURL()") != before
         page.screenshot(path=str(shots / "status-desktop.png"))
         page.set_viewport_size(PHONE)

@@ -28,7 +28,9 @@ function draw(chart, now) {
   const height = canvas.height;
   context.clearRect(0, 0, width, height);
   const all = Object.values(history[chart]).flat();
-  const top = Math.max(1, ...all.map((point) => point[1] || 0)) * 1.1;
+  // the last five minutes, or as far back as the page has watched
+  const since = Math.max(now - WINDOW_S, Math.min(now - 10, ...all.map((point) => point[0])));
+  const top = Math.max(2, Math.ceil(Math.max(...all.map((point) => point[1] || 0)) * 1.1));
   context.strokeStyle = "#ddd";
   context.fillStyle = "#666";
   context.font = "11px sans-serif";
@@ -38,9 +40,10 @@ function draw(chart, now) {
     context.moveTo(36, y);
     context.lineTo(width, y);
     context.stroke();
-    context.fillText(String(Math.round(top * fraction)), 2, y + 4);
+    context.fillText(String(Math.round(top * fraction * 10) / 10), 2, y + 4);
   }
-  context.fillText("-5 min", 36, height - 2);
+  const span = now - since;
+  context.fillText(span >= 120 ? "-" + Math.round(span / 60) + " min" : "-" + Math.round(span) + " s", 36, height - 2);
   context.fillText("now", width - 24, height - 2);
   for (const [model, series] of Object.entries(history[chart])) {
     context.strokeStyle = colour(model);
@@ -52,11 +55,13 @@ function draw(chart, now) {
         started = false;
         continue;
       }
-      const x = 36 + ((time - (now - WINDOW_S)) / WINDOW_S) * (width - 36);
+      const x = 36 + ((time - since) / span) * (width - 36);
       const y = height - 14 - (value / top) * (height - 24);
       if (started) context.lineTo(x, y);
       else context.moveTo(x, y);
       started = true;
+      context.fillStyle = colour(model);
+      context.fillRect(x - 1.5, y - 1.5, 3, 3); // a lone point shows too
     }
     context.stroke();
   }
