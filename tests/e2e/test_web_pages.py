@@ -252,3 +252,20 @@ def test_no_web_turns_the_pages_off():
     finally:
         stop_server(server)
         models.unlink()
+
+
+def test_regenerate_and_edit_last(page, keyed):
+    page.goto(f"{keyed.url}/")
+    page.fill("#key", "user")
+    page.click("#key-save")
+    page.wait_for_selector('#model option[value="echo"]', state="attached")
+    page.fill("#max_tokens", "5")
+    page.fill("#prompt", "first question")
+    page.click("#send")
+    wait_for(page, FINISHED)
+    page.click("#regenerate")  # the last answer goes, a new one comes for the same question
+    wait_for(page, FINISHED + " && !document.getElementById('send').disabled")
+    assert page.locator(".message.user").count() == 1 and page.locator(".message.assistant").count() == 1
+    page.click("#edit-last")  # the question comes back to the box, its answer goes
+    assert page.input_value("#prompt") == "first question"
+    assert page.locator(".message").count() == 0
