@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway import anthropic, batches, modellab, responses
+from gateway import anthropic, batches, designation, modellab, responses
 from gateway import web as pages
 from gateway.config import Settings
 from gateway.errors import APIError
@@ -29,6 +29,7 @@ from gateway.middlewares import (
 )
 from gateway.openai import add_routes
 from gateway.openapi import openapi_json
+from gateway.ratelimit import SharedRateLimiter
 from gateway.router import Bounds, Router
 from gateway.simple import add_routes as simple_routes
 from gateway.state import ERROR_STYLES, GUARDS, METRICS, NOTIFIER, ROUTER, SETTINGS, SUPERVISOR, Guards
@@ -143,9 +144,16 @@ def guard(app: web.Application, settings: Settings) -> None:
     app.middlewares.extend([request_context, openai_errors, cors, authenticate, rate_limit])
     app[SETTINGS] = settings
     app[GUARDS] = Guards.from_settings(settings)
+    app.on_cleanup.append(_close_limiter)
     app[ERROR_STYLES] = {}  # route families with errors of their own shape add their paths
     app[METRICS] = Metrics()
     app.on_response_prepare.append(add_response_headers)
+
+
+async def _close_limiter(app: web.Application) -> None:
+    limiter = app[GUARDS].limiter
+    if isinstance(limiter, SharedRateLimiter):
+        await limiter.close()
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -159,8 +167,13 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/metrics", metrics_json)
     app.router.add_get("/openapi.json", openapi_json)
     add_routes(app)
-    responses.add_routes(app)
-    batches.add_routes(app)
+    if settings.stateful:
+        responses.add_routes(app)
+        batches.add_routes(app)
+        if settings.redis_url:
+            designation.add_lease(app)
+    else:
+        designation.add_stateless_routes(app)
     anthropic.add_routes(app)
     llamacpp_routes(app)
     simple_routes(app)

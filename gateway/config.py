@@ -148,6 +148,21 @@ class Settings(BaseSettings):
         60.0, ge=0, description="requests per minute per key (per client without keys); 0 disables"
     )
     rate_burst: int = Field(10, ge=0, description="requests allowed at once before the rate applies")
+    redis_url: str | None = Field(
+        None,
+        description="keep the rate-limit buckets in this Redis (redis://HOST:6379/0), shared by every "
+        "gateway that names it; without it each gateway has its own",
+    )
+    stateful: bool = Field(
+        True,
+        description="keep the stored things (/v1/responses, /v1/files, /v1/batches) on this gateway; "
+        "of several gateways sharing --redis-url exactly one does (--no-stateful on the others)",
+    )
+    redis_fail_open: bool = Field(
+        True,
+        description="Redis unreachable: go on with this gateway's own buckets (true) or answer 503 "
+        "(false); either way a warning and enginehouse_shared_limits_up 0",
+    )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         [], description="CIDRs of proxies whose X-Forwarded-For is believed (ngrok, nginx: 127.0.0.1/32)"
     )
@@ -302,7 +317,7 @@ class Settings(BaseSettings):
             if self.models_file is not None:
                 from gateway.models_file import load
 
-                models = load(self.models_file)
+                models = load(self.models_file, may_be_empty=self.allow_remote_models)
             elif self.engine_variants:
                 models = DEFAULT_MODELS
             else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -40,6 +40,11 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "enginehouse_rate_limited_requests", "Requests refused with 429", registry=r
+        )
+        self.shared_limits_up = Gauge(
+            "enginehouse_shared_limits_up",
+            "1 while the rate limits are shared in Redis (--redis-url), 0 while this gateway uses its own",
+            registry=r,
         )
         self.ttft = Histogram(
             "enginehouse_time_to_first_token_seconds",

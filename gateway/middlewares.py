@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.clients import Caller, client_address, fingerprint, presented_key
 from gateway.errors import APIError, Style
-from gateway.ratelimit import Decision
+from gateway.ratelimit import Decision, SharedRateLimiter
 from gateway.state import CALLER, ERROR_STYLES, GUARDS, METRICS, ROUTER
 
 log = structlog.get_logger()
@@ -123,7 +123,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     key = presented_key(request)
     if not _matches(key, guards.keys):
-        _limit(request)  # a client without a valid key is limited by its address: 429 before 401
+        await _limit(request)  # a client without a valid key is limited by its address: 429 before 401
         raise APIError(
             401,
             "Incorrect or missing API key. Send it as `Authorization: Bearer KEY`.",
@@ -172,11 +172,11 @@ def _public_metrics(request: web.Request) -> bool:
 
 @web.middleware
 async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-    _limit(request)
+    await _limit(request)
     return await handler(request)
 
 
-def _limit(request: web.Request) -> None:
+async def _limit(request: web.Request) -> None:
     """Take one request from the caller's bucket (its key's, else its address's); 429 when empty."""
     limiter = request.app[GUARDS].limiter
     skip = (
@@ -187,7 +187,13 @@ def _limit(request: web.Request) -> None:
     )
     if limiter is None or skip:
         return
-    decision = limiter.check(request[CALLER].id)
+    try:
+        decision = await limiter.decide(request[CALLER].id)
+    except ConnectionError as exc:  # shared limits, fail-closed, and Redis is away
+        raise APIError(503, f"{exc}; try again shortly.", "rate_limits_unavailable") from None
+    finally:
+        if isinstance(limiter, SharedRateLimiter):
+            request.app[METRICS].shared_limits_up.set(1 if limiter.up else 0)
     request[LIMIT] = decision
     if not decision.allowed:
         request.app[METRICS].rate_limited.inc()

@@ -30,7 +30,7 @@ class ModelsFileError(ValueError):
     """The file cannot be served; the message has one line per problem."""
 
 
-def load(path: Path) -> list[ModelSpec]:
+def load(path: Path, may_be_empty: bool = False) -> list[ModelSpec]:
     try:
         text = path.read_text()
     except OSError as exc:
@@ -58,8 +58,11 @@ def load(path: Path) -> list[ModelSpec]:
                 problems.append(f"{path}:{line}: [{model_id}] {field}: {message}")
         except TypeError as exc:  # `id` given inside the table
             problems.append(f"{where}: [{model_id}] {exc}")
-    if not tables:
-        problems.append(f"{path}: no models: add one table per model id")
+    if not tables and not may_be_empty:
+        problems.append(
+            f"{path}: no models: add one table per model id (a gateway served only by remote workers "
+            "takes an empty file with --allow-remote-models)"
+        )
     if problems:
         raise ModelsFileError("\n".join(problems))
     return specs

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.designation import claim
 from gateway.models_file import ModelsFileError
 from protocol.logs import configure_logging
 
@@ -31,6 +32,11 @@ def serve(settings: Settings) -> None:
             writable(directory)
         if settings.worker_bind:
             check_worker_bind(settings.worker_bind)
+        if settings.redis_url and settings.stateful and (holder := claim(settings)):
+            raise StartError(
+                f"another gateway ({holder}) keeps the stored responses, files and batches of this "
+                "deployment (its lease in Redis); start this one with --no-stateful"
+            )
         listener = listen(settings.host, settings.port)  # bound first: a port in use starts nothing
     except (ModelsFileError, StartError) as exc:
         for line in str(exc).splitlines():

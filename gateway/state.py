@@ -10,7 +10,7 @@ from gateway.clients import Caller, Network, parse_networks
 from gateway.config import Settings
 from gateway.errors import Style
 from gateway.metrics import Metrics
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import RateLimiter, SharedRateLimiter
 from gateway.router import Router
 from gateway.supervisor import Supervisor
 from gateway.systemd import Notifier
@@ -22,7 +22,7 @@ class Guards:
 
     keys: list[str]  # every accepted key, the admin keys among them
     admin_keys: list[str]
-    limiter: RateLimiter | None
+    limiter: RateLimiter | SharedRateLimiter | None
     trusted_proxies: list[Network]
     cors_origins: list[str]
     metrics_need_key: bool
@@ -31,10 +31,15 @@ class Guards:
     @classmethod
     def from_settings(cls, settings: Settings) -> Guards:
         limited = settings.rate_limit > 0 and settings.rate_burst > 0
+        limiter: RateLimiter | SharedRateLimiter | None = None
+        if limited:
+            limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+            if settings.redis_url:
+                limiter = SharedRateLimiter(settings.redis_url, limiter, settings.redis_fail_open)
         return cls(
             keys=settings.keys(),
             admin_keys=settings.admin_keys(),
-            limiter=RateLimiter(settings.rate_limit, settings.rate_burst) if limited else None,
+            limiter=limiter,
             trusted_proxies=parse_networks(settings.trusted_proxies),
             cors_origins=settings.cors_origins,
             metrics_need_key=settings.metrics_need_key,

@@ -1,6 +1,9 @@
 """The worker's loop: read every waiting message, run one engine step, send its output, repeat.
 
-Cancels are read between steps, so a cancelled sequence is gone before the next step runs.
+Cancels are read between steps, so a cancelled sequence is gone before the next step runs. A
+worker may serve several gateways (one DEALER socket each): it registers with every one, each sees
+its whole load in the heartbeats, and each request's answers go back to the gateway that sent it;
+the engine's max_batch is the one bound for all of them.
 """
 
 from __future__ import annotations
@@ -44,13 +47,18 @@ log = structlog.get_logger()
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings, engine: Engine, socket: zmq.Socket) -> None:
-        self.settings, self.engine, self.socket = settings, engine, socket
+    def __init__(self, settings: WorkerSettings, engine: Engine, sockets: list[zmq.Socket]) -> None:
+        self.settings, self.engine, self.sockets = settings, engine, sockets
         self.codec = WorkerCodec()
         self.draining = False
         self.exit_code: int | None = None
-        self.pending: list[ToWorker] = []  # read during long work, handled after it
+        self.pending: list[tuple[int, ToWorker]] = []  # read during long work, handled after it
         self.next_beat = 0.0
+        self.origin: dict[str, int] = {}  # request id → the gateway (socket) that sent it
+        self.refused: set[int] = set()
+        self.poller = zmq.Poller()
+        for socket in sockets:
+            self.poller.register(socket, zmq.POLLIN)
 
     def register(self) -> None:
         caps = self.engine.capabilities
@@ -71,7 +79,38 @@ class Worker:
         )
 
     def send(self, message: ToGateway) -> None:
-        self.socket.send(self.codec.encode(message))
+        """To the gateway the message's request came from; a registration or a heartbeat to all.
+        With one gateway a send waits for room; with several, a gateway that went away costs its
+        own requests only: what it does not take is dropped."""
+        request_id = getattr(message, "request_id", None)
+        if isinstance(message, StepOutput) and len(self.sockets) > 1:
+            by_gateway: dict[int, list] = {}
+            for delta in message.deltas:
+                by_gateway.setdefault(self.origin.get(delta.request_id, 0), []).append(delta)
+            for index, deltas in by_gateway.items():
+                self._send(index, msgspec.structs.replace(message, deltas=deltas))
+        elif request_id is not None:
+            self._send(self.origin.get(request_id, 0), message)
+        else:
+            for index in range(len(self.sockets)):
+                self._send(index, message)
+        if isinstance(message, StepOutput):
+            for delta in message.deltas:
+                if delta.finish_reason is not None:
+                    self.origin.pop(delta.request_id, None)
+        elif request_id is not None:  # a request's one answer, or its failure
+            self.origin.pop(request_id, None)
+
+    def _send(self, index: int, message: ToGateway) -> None:
+        if index in self.refused:
+            return
+        if len(self.sockets) == 1:
+            self.sockets[0].send(self.codec.encode(message))
+            return
+        try:
+            self.sockets[index].send(self.codec.encode(message), zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("a gateway is not taking messages; dropped one", gateway=self.settings.connect[index])
 
     def beat_if_due(self) -> None:
         now = time.monotonic()
@@ -91,7 +130,7 @@ class Worker:
         interval_ms = int(self.settings.heartbeat_interval * 1000)
         while self.exit_code is None:
             busy = self.engine.has_work() or self.pending
-            if self.socket.poll(0 if busy else interval_ms) or self.pending:
+            if self.poller.poll(0 if busy else interval_ms) or self.pending:
                 self.read_messages()
             if self.exit_code is not None:
                 break
@@ -112,24 +151,32 @@ class Worker:
                     self.exit_code = 0
         return self.exit_code
 
-    def receive(self) -> list[ToWorker]:
-        """Every message waiting on the socket; a malformed one is answered and skipped."""
-        messages: list[ToWorker] = []
-        while True:
-            try:
-                frame = self.socket.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return messages
-            try:
-                messages.append(self.codec.decode(frame))
-            except DecodeError as exc:
-                self.refuse_malformed(frame, str(exc))
+    def receive(self) -> list[tuple[int, ToWorker]]:
+        """Every message waiting on the sockets, with the gateway it came from; a malformed one is
+        answered and skipped."""
+        messages: list[tuple[int, ToWorker]] = []
+        for index, socket in enumerate(self.sockets):
+            while True:
+                try:
+                    frame = socket.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    message = self.codec.decode(frame)
+                except DecodeError as exc:
+                    self.refuse_malformed(index, frame, str(exc))
+                    continue
+                request_id = getattr(message, "request_id", None)
+                if request_id is not None and not isinstance(message, Cancel):
+                    self.origin[request_id] = index
+                messages.append((index, message))
+        return messages
 
     def read_messages(self) -> None:
         cancelled = False
         embeds: list[Embed] = []  # every waiting embedding request shares the forward passes
         messages, self.pending = [*self.pending, *self.receive()], []
-        for message in messages:
+        for index, message in messages:
             if isinstance(message, Generate):
                 self.generate(message)
             elif isinstance(message, Embed):
@@ -138,6 +185,7 @@ class Worker:
                 self.tokens(message)
             elif isinstance(message, Cancel):
                 self.engine.cancel(message.request_id)
+                self.origin.pop(message.request_id, None)  # a cancelled request gets no answer
                 cancelled = True
             elif isinstance(message, Shutdown):
                 log.info("shutdown requested", drain=message.drain)
@@ -145,8 +193,14 @@ class Worker:
                 if not message.drain:
                     self.exit_code = 0
             elif isinstance(message, Refused):
-                log.error("the gateway refused this worker", reason=message.reason)
-                self.exit_code = 2
+                log.error(
+                    "a gateway refused this worker",
+                    reason=message.reason,
+                    gateway=self.settings.connect[index],
+                )
+                self.refused.add(index)
+                if len(self.refused) == len(self.sockets):
+                    self.exit_code = 2
         if embeds:
             self.embed(embeds)
         if cancelled:  # let the gateway see the freed sequence now, not at the next heartbeat
@@ -157,14 +211,14 @@ class Worker:
         cancels of the requests being worked on (returned); the rest waits for the next round."""
         self.beat_if_due()
         cancelled: set[str] = set()
-        for message in self.receive():
+        for index, message in self.receive():
             if isinstance(message, Cancel) and message.request_id in working:
                 cancelled.add(message.request_id)
             else:
-                self.pending.append(message)
+                self.pending.append((index, message))
         return cancelled
 
-    def refuse_malformed(self, frame: bytes, error: str) -> None:
+    def refuse_malformed(self, index: int, frame: bytes, error: str) -> None:
         """A frame that is not a valid message still fails its request, if it names one."""
         log.error("malformed message from the gateway", error=error)
         try:
@@ -172,7 +226,9 @@ class Worker:
         except Exception:
             return
         if isinstance(request_id, str):
-            self.send(Failed(request_id, 400, "invalid_request", f"the worker could not read it: {error}"))
+            self._send(
+                index, Failed(request_id, 400, "invalid_request", f"the worker could not read it: {error}")
+            )
 
     def embed(self, requests: list[Embed]) -> None:
         if self.draining:
@@ -235,14 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     engine = load_engine(settings)
     context = zmq.Context()
-    socket = context.socket(zmq.DEALER)
-    socket.setsockopt(zmq.IDENTITY, settings.worker_id.encode())
-    socket.setsockopt(zmq.LINGER, 1000)
-    if settings.curve_key is not None and settings.curve_server_key is not None:
-        socket.curve_publickey, socket.curve_secretkey = zmq.auth.load_certificate(settings.curve_key)
-        socket.curve_serverkey, _ = zmq.auth.load_certificate(settings.curve_server_key)
-    socket.connect(settings.connect)
-    worker = Worker(settings, engine, socket)
+    sockets = [_connect(context, settings, address) for address in settings.connect]
+    worker = Worker(settings, engine, sockets)
     worker.register()
     log.info("registered", load_seconds=round(time.monotonic() - started, 1), **vars(engine.capabilities))
     try:
@@ -250,6 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # the engine is in an unknown state: exit, the gateway restarts us
         log.exception("engine failed")
         code = 1
-    socket.close(linger=0)
+    for socket in sockets:
+        socket.close(linger=0)
     context.term()
     return code
+
+
+def _connect(context: zmq.Context, settings: WorkerSettings, address: str) -> zmq.Socket:
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.IDENTITY, settings.worker_id.encode())
+    socket.setsockopt(zmq.LINGER, 1000)
+    if settings.curve_key is not None and settings.curve_server_key is not None:
+        socket.curve_publickey, socket.curve_secretkey = zmq.auth.load_certificate(settings.curve_key)
+        socket.curve_serverkey, _ = zmq.auth.load_certificate(settings.curve_server_key)
+    socket.connect(address)
+    return socket

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from protocol.logs import LogFormat
 
@@ -32,7 +32,11 @@ class WorkerSettings(BaseSettings):
 
     model: str = Field(description="the model id this worker registers")
     source: str = Field(description="a model path, or pkg:PACKAGE/FILE inside an installed package")
-    connect: str = Field(description="the gateway's router address, ipc://... or tcp://...")
+    connect: Annotated[list[str], NoDecode] = Field(
+        description="the gateway's router address, ipc://... or tcp://...; repeat it to serve several "
+        "gateways (it registers with each; its max_batch is shared by all)",
+        min_length=1,
+    )
     engine: Literal["torch", "openvino", "onnx", "test"] = "torch"  # test: no model (test_engine.py)
     task: Literal["generate", "embedding"] = Field("generate", description="what the model does")
     device: str = Field(
@@ -90,3 +94,11 @@ class WorkerSettings(BaseSettings):
     heartbeat_interval: float = Field(1.0, gt=0)
     log_format: LogFormat = "auto"
     log_level: str = "info"
+
+    @field_validator("connect", mode="before")
+    @classmethod
+    def _addresses(cls, value: object) -> object:
+        """One address, several (repeated flag, or comma-separated in the environment)."""
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
