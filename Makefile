@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install convert-tools run test test-packages screenshots lint bench soak clean install-service
+.PHONY: install convert-tools run test test-packages screenshots lint bench scaling soak clean install-service
 
 install: $(STAMP)
 
@@ -73,6 +73,11 @@ lint: install
 
 bench: install convert-tools
 	$(BIN)/python -m tests.benchmarks.run --out docs/benchmarks.md
+
+# one gateway against two in front of the same worker, and a Redis round trip per request:
+# docs/scaling.md (needs redis-server: make test-packages)
+scaling: install test-packages
+	$(BIN)/python -m tests.benchmarks.scaling --out docs/scaling.md
 
 # 30 minutes of `enginehouse bench --concurrency 8` against the default server, RSS sampled each
 # minute: docs/reliability.md (not part of `make test`)
