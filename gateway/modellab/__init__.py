@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from aiohttp import web
+from pydantic import Field
 
 from gateway.config import DEFAULT_MODELS, default_source
 from gateway.errors import APIError
@@ -33,7 +34,9 @@ _DISCOVERED = web.AppKey("discovered", dict)
 
 
 class ConvertBody(StrictBody):
-    source: str  # a packaged model's id, a GGUF file, a Hugging Face directory, pkg:PACKAGE/PATH
+    source: str = Field(
+        min_length=1
+    )  # a packaged id, a GGUF file, a Hugging Face directory, pkg:PACKAGE/PATH
     to: Literal["openvino", "onnx"]
     weight_format: Literal["fp16", "int8", "int4"] | None = None  # openvino
     precision: Literal["int4", "fp16", "fp32"] | None = None  # onnx
@@ -115,7 +118,15 @@ async def job(request: web.Request) -> web.Response:
     return web.json_response(request.app[CONVERSIONS].get(request.match_info["job_id"]).view())
 
 
+SERVED = {"/api/convert/cross/paths": "GET", "/api/assets/catalog": "GET", "/api/convert/cross": "POST"}
+
+
 async def not_here(request: web.Request) -> web.Response:
+    """501 for the model-lab routes a server leaves out; 405 for another method on a served one."""
+    path = request.path
+    served = SERVED.get(path) or ("GET" if path.startswith("/api/convert/cross/") else None)
+    if served is not None:
+        raise web.HTTPMethodNotAllowed(request.method, [served])
     raise APIError(501, NOT_HERE, "not_implemented")
 
 

@@ -20,7 +20,7 @@ from gateway.errors import APIError
 
 log = structlog.get_logger()
 MAX_LINES = 500  # progress lines kept per job (the last ones)
-MAX_PENDING = 8  # jobs queued or running at once; more is a 503
+MAX_PENDING = 8  # jobs queued or running at once; more is a 429
 KEEP_FINISHED = 100
 
 State = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -61,7 +61,7 @@ class Conversions:
         pending = sum(job.finished is None for job in self.jobs.values())
         if pending >= MAX_PENDING:
             raise APIError(
-                503, f"{pending} conversions are queued or running; try again later.", "server_busy"
+                429, f"{pending} conversions are queued or running; try again later.", "too_many_jobs"
             )
         self._forget_old()
         job = Job(f"convjob-{uuid.uuid4().hex}", arguments)

@@ -100,31 +100,33 @@ def test_chat_and_embedding_batches_complete_with_every_custom_id_once(client):
 
 
 def test_a_gateway_killed_mid_batch_resumes_it_and_answers_each_line_once(tmp_path):
-    state = tmp_path / "state"
-    first = start_server("--no-engine-variants", "--state-dir", str(state))
+    """On the test engine (the gateway's paths are what is tested): each line 4,000 tokens."""
+    state, models = tmp_path / "state", tmp_path / "models.toml"
+    models.write_text('[echo]\nsource = "none"\nengine = "test"\n')
+    first = start_server("--models", str(models), "--state-dir", str(state))
     client = openai.OpenAI(base_url=f"{first.url}/v1", api_key="unused", max_retries=0)
-    lines = chat_lines(80, max_tokens=16)
+    lines = chat_lines(60, model="echo", max_tokens=4000)
     uploaded = client.files.create(file=("chat.jsonl", io.BytesIO(jsonl(lines))), purpose="batch")
     batch = client.batches.create(
         input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
     )
-    while client.batches.retrieve(batch.id).request_counts.completed < 20:
-        time.sleep(0.2)
+    while client.batches.retrieve(batch.id).request_counts.completed < 10:
+        time.sleep(0.05)
     first.process.send_signal(signal.SIGKILL)
     first.process.wait(timeout=10)
     time.sleep(2)  # its workers see their parent gone and exit
     with sqlite3.connect(state / "batches.sqlite3") as db:
         done = db.execute("SELECT COUNT(*) FROM lines WHERE status_code IS NOT NULL").fetchone()[0]
-    assert 20 <= done < 80
-    second = start_server("--no-engine-variants", "--state-dir", str(state))
+    assert 10 <= done < 60
+    second = start_server("--models", str(models), "--state-dir", str(state))
     try:
         client = openai.OpenAI(base_url=f"{second.url}/v1", api_key="unused", max_retries=0)
         ended = wait_until_done(client, batch.id)
-        assert ended.status == "completed" and ended.request_counts.completed == 80
+        assert ended.status == "completed" and ended.request_counts.completed == 60
         answers = output_lines(client, ended.output_file_id)
         assert sorted(a["custom_id"] for a in answers) == sorted(line["custom_id"] for line in lines)
         # the lines answered before the kill were not run again: this gateway generated the rest only
-        assert second.status(CHAT)["completion_tokens"] == 16 * (80 - done)
+        assert second.status("echo")["completion_tokens"] == 4000 * (60 - done)
     finally:
         stop_server(second)
 

@@ -91,6 +91,7 @@ def test_a_conversion_that_fails_says_why_and_bad_requests_are_detail_errors(ser
         ({"source": "smollm2-135m-instruct", "to": "openvino", "precision": "int4"}, 400),
         ({"source": "smollm2-135m-instruct", "to": "tflite"}, 400),
         ({"source": "/no/such/model", "to": "openvino"}, 404),
+        ({"source": "", "to": "onnx"}, 400),
     ]:
         answer = httpx.post(f"{server.url}/api/convert/cross", json=body, timeout=30)
         assert answer.status_code == status and list(answer.json()) == ["detail"], answer.text
@@ -112,3 +113,12 @@ def test_a_conversion_that_fails_says_why_and_bad_requests_are_detail_errors(ser
 def test_what_a_server_leaves_to_a_model_lab_is_501_with_the_reason(server, method, path):
     answer = httpx.request(method, f"{server.url}{path}", json={}, timeout=30)
     assert answer.status_code == 501 and "not a model lab" in answer.json()["detail"]
+
+
+def test_another_method_on_a_served_route_is_405_not_501(server):
+    for method, path in [
+        ("TRACE", "/api/assets/catalog"),
+        ("PUT", "/api/convert/cross/paths"),
+        ("GET", "/api/convert/cross"),
+    ]:
+        assert httpx.request(method, f"{server.url}{path}", timeout=30).status_code == 405
