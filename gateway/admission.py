@@ -51,6 +51,8 @@ class Admission:
         self._send, self.share, self.max_queue, self.max_waiting = send, share, max_queue, max_waiting
         self.placed: dict[str, Placed] = {}  # by request id, until the sequence ends
         self._callers: dict[str, Callers] = {}  # by model
+        # (model, caller) → its sequences at the workers through other gateways (shared_share.py)
+        self.elsewhere: dict[tuple[str, str], int] = {}
 
     def admit(self, state: ModelState, worker: Worker, caller: str, requests: Sequence[Request]) -> None:
         """Send what the caller's share allows now, hold the rest; 503 past the bounds."""
@@ -111,9 +113,20 @@ class Admission:
         """Every sequence placed on the worker, sent or held (when it is gone)."""
         return [p for p in self.placed.values() if p.worker is worker]
 
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(model, caller) → this gateway's sequences at the workers, for the other gateways."""
+        return {(model, caller): n for model, c in self._callers.items() for caller, n in c.sent.items() if n}
+
+    def release_all(self, states: dict[str, ModelState]) -> None:
+        """After `elsewhere` changed: send what the shares now allow."""
+        for model, callers in self._callers.items():
+            for caller in list(callers.held):
+                if model in states:
+                    self._release(states[model], callers, caller)
+
     def _room(self, state: ModelState, callers: Callers, caller: str) -> int:
         share = self.share or sum(w.info.max_batch for w in state.workers.values())
-        return max(0, share - callers.sent[caller])
+        return max(0, share - callers.sent[caller] - self.elsewhere.get((state.name, caller), 0))
 
     def _release(self, state: ModelState, callers: Callers, caller: str) -> None:
         held = callers.held.get(caller)

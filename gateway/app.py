@@ -31,6 +31,7 @@ from gateway.openai import add_routes
 from gateway.openapi import openapi_json
 from gateway.ratelimit import SharedRateLimiter
 from gateway.router import Bounds, Router
+from gateway.shared_share import share_across_gateways
 from gateway.simple import add_routes as simple_routes
 from gateway.state import ERROR_STYLES, GUARDS, METRICS, NOTIFIER, ROUTER, SETTINGS, SUPERVISOR, Guards
 from gateway.supervisor import Supervisor
@@ -110,6 +111,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(notifier.watchdog(router.healthy)),
         asyncio.create_task(supervisor.reap_idle()),
     ]
+    if settings.redis_url:  # callers' shares count their sequences through every gateway
+        tasks.append(
+            asyncio.create_task(share_across_gateways(settings.redis_url, router.admission, router.models))
+        )
     yield
     for task in tasks:
         task.cancel()

@@ -64,9 +64,9 @@ def deployment(tmp_path_factory):
     models.write_text("")
     redis, url = start_redis()
     binds = [f"tcp://127.0.0.1:{free_port()}" for _ in range(2)]
-    keys = [flag for key in ("k1", "k2", "k3", "k4") for flag in ("--api-key", key)]
+    keys = [flag for key in ("k1", "k2", "k3", "k4", "k5") for flag in ("--api-key", key)]
     common = ["--models", str(models), "--allow-remote-models", "--redis-url", url, *keys]
-    common += ["--rate-limit", "60", "--rate-burst", "10"]
+    common += ["--rate-limit", "60", "--rate-burst", "10", "--key-share", "2"]
     a = start_server(*common, "--worker-bind", binds[0], "--state-dir", str(folder / "a"), key="k1")
     b = start_server(*common, "--worker-bind", binds[1], "--no-stateful", key="k1")
     command = [sys.executable, "-m", "gateway", "worker", "--model", MODEL, "--source", "none"]
@@ -147,6 +147,38 @@ def test_sixteen_streams_across_both_never_run_more_than_max_batch(deployment):
     codes = asyncio.run(run())
     assert codes == [200] * 16
     assert seen and max(seen) <= MAX_BATCH and max(seen) == MAX_BATCH, max(seen)
+
+
+def test_a_keys_share_counts_its_sequences_through_both_gateways(deployment):
+    """--key-share 2: k5's three streams through a, then three through b; b sees a's two in Redis
+    (exchanged each half second) and holds its own, so the worker runs two of k5's, not four."""
+    a, b = deployment["a"], deployment["b"]
+    seen = []
+
+    async def run() -> None:
+        async with httpx.AsyncClient(timeout=60) as client:
+            headers = {"Authorization": "Bearer k5"}
+
+            async def one(gateway):
+                async with client.stream(
+                    "POST", f"{gateway.url}/v1/chat/completions", json=LONG, headers=headers
+                ) as r:
+                    async for _ in r.aiter_lines():
+                        pass
+
+            streams = [asyncio.create_task(one(a)) for _ in range(3)]
+            await asyncio.sleep(1.5)  # a's counts reach Redis
+            streams += [asyncio.create_task(one(b)) for _ in range(3)]
+            for _ in range(30):
+                await asyncio.sleep(0.1)
+                r = await client.get(f"{b.url}/v1/models/status", headers=b.headers)
+                seen.extend(m["running"] for m in r.json()["data"] if m["id"] == MODEL)
+            for stream in streams:
+                stream.cancel()
+            await asyncio.gather(*streams, return_exceptions=True)
+
+    asyncio.run(run())
+    assert max(seen) == 2, seen
 
 
 def test_a_second_designated_gateway_is_refused_at_start(deployment):
