@@ -49,16 +49,18 @@ run: install
 
 # Debian packages the tests use, installed when missing and we may (root with apt-get): systemd-analyze
 # checks the service unit (else that test skips); chromium runs the web pages' browser tests
-# (Playwright drives it through executable_path: no browser is downloaded); redis-server backs the
-# shared rate limits' tests (else they skip).
+# (Playwright drives it through executable_path: no browser is downloaded); redis-server and
+# haproxy run the several-gateways tests with deploy/multi's configuration (else they skip).
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 test-packages:
 	command -v systemd-analyze >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		$(APT_INSTALL) systemd >/dev/null; } || true
 	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ $(APT_INSTALL) chromium >/dev/null 2>&1 || { apt-get update -qq && $(APT_INSTALL) chromium >/dev/null; }; }; } || true
-	command -v redis-server >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		{ $(APT_INSTALL) redis-server >/dev/null 2>&1 || { apt-get update -qq && $(APT_INSTALL) redis-server >/dev/null; }; }; } || true
+	command -v redis-server >/dev/null 2>&1 && { command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy; } || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ $(APT_INSTALL) redis-server haproxy >/dev/null 2>&1 || \
+		{ apt-get update -qq && $(APT_INSTALL) redis-server haproxy >/dev/null; }; }; } || true
 
 test: install convert-tools test-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
