@@ -117,6 +117,10 @@ def check_lines(text: str, endpoint: str) -> tuple[list[tuple[str, str]], list[d
     return lines, errors
 
 
+def _error(status: int, message: str, code: str) -> dict[str, Any]:
+    return APIError(status, message, code).body()
+
+
 class Runner:
     """Runs the active batches, one task each; resumes them when the gateway starts."""
 
@@ -209,10 +213,10 @@ class Runner:
         except APIError as exc:
             status, answer = exc.status, exc.body()
         except TimeoutError:
-            status, answer = (
-                504,
-                APIError(504, "The request took longer than the server allows.", "timeout").body(),
-            )
+            status, answer = 504, _error(504, "The request took longer than the server allows.", "timeout")
+        except Exception:  # the line fails, not the batch
+            log.exception("batch line failed", batch=batch_id, custom_id=custom_id)
+            status, answer = 500, _error(500, "The server failed on this line.", "internal_error")
         finally:
             self._sent[model] -= 1
             async with self._turn:
