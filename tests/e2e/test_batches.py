@@ -137,10 +137,10 @@ def keyed(tmp_path_factory):
     models = tmp_path_factory.mktemp("batches") / "models.toml"
     models.write_text('[echo]\nsource = "none"\nengine = "test"\n')
     state = tmp_path_factory.mktemp("state")
+    keys = ["--api-key", "a", "--api-key", "b"]
     server = start_server(
-        "--models", str(models), "--api-key", "a", "--api-key", "b", "--state-dir", str(state)
+        "--models", str(models), *keys, "--state-dir", str(state), "--batch-key-lines", "300", key="a"
     )
-    server.key = "a"
     yield server
     stop_server(server)
 
@@ -228,3 +228,15 @@ def test_cancel_mid_run_keeps_what_completed(keyed):
     assert failed.status == "failed"  # its lines name another url
     with pytest.raises(openai.BadRequestError):  # an ended batch cannot be cancelled
         client.batches.cancel(failed.id)
+
+
+def test_a_keys_queued_lines_are_bounded(keyed):
+    client = keyed_client(keyed, "b")
+    uploaded = client.files.create(
+        file=("many.jsonl", io.BytesIO(jsonl(chat_lines(301, model="echo")))), purpose="batch"
+    )
+    with pytest.raises(openai.RateLimitError) as error:
+        client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    assert error.value.body["code"] == "batch_quota_exceeded"
