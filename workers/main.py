@@ -279,6 +279,9 @@ class Worker:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(WorkerSettings, sys.argv[1:] if argv is None else argv)
+    if not settings.connect:
+        print("enginehouse worker: --connect: give the gateway's address (tcp://HOST:PORT)", file=sys.stderr)
+        return 2
     if (settings.curve_key is None) != (settings.curve_server_key is None):
         print("enginehouse worker: give both --curve-key and --curve-server-key, or neither", file=sys.stderr)
         return 2

@@ -35,7 +35,6 @@ class WorkerSettings(BaseSettings):
     connect: Annotated[list[str], NoDecode] = Field(
         description="the gateway's router address, ipc://... or tcp://...; repeat it to serve several "
         "gateways (it registers with each; its max_batch is shared by all)",
-        min_length=1,
     )
     engine: Literal["torch", "openvino", "onnx", "test"] = "torch"  # test: no model (test_engine.py)
     task: Literal["generate", "embedding"] = Field("generate", description="what the model does")
