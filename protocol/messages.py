@@ -1,7 +1,10 @@
 """Messages on the ZeroMQ sockets, one tagged union per direction.
 
-Worker → gateway: Register, Heartbeat, StepOutput, Embeddings, Tokenized, Detokenized, Failed.
-Gateway → worker: Generate, Embed, Tokenize, Detokenize, Cancel, Shutdown, Refused.
+Worker → gateway: Register, Heartbeat, StepOutput, Embeddings, Ranked, Tokenized, Detokenized, Failed.
+Gateway → worker: Generate, Transcribe, Embed, Rerank, Tokenize, Detokenize, Cancel, Shutdown, Refused.
+
+A transcription streams like a generation: each step's delta is the text of the audio's next
+segment, with the segment's times in its details.
 
 A StepOutput carries the deltas of every sequence that advanced in one engine step, so the
 output path costs one message per step, not one per token per request.
@@ -14,7 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 # Bump on any change a peer of the previous version would misread.
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 
 class ToolCall(msgspec.Struct, frozen=True):
@@ -102,6 +105,28 @@ class Generate(msgspec.Struct, tag=True, frozen=True, omit_defaults=True):
     echo: bool = False
 
 
+class Transcribe(msgspec.Struct, tag=True, frozen=True, omit_defaults=True):
+    """Speech to text: `audio` is the file as the client sent it (wav, mp3, ogg, flac, webm,
+    m4a...); the worker decodes it. `translate`: into English. `words`: word timestamps too."""
+
+    request_id: str
+    audio: bytes
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    translate: bool = False
+    words: bool = False
+
+
+class Rerank(msgspec.Struct, tag=True, frozen=True):
+    """Score each document's relevance to the query (higher: more relevant), in order."""
+
+    request_id: str
+    query: str
+    documents: list[str]
+    truncate: bool = False  # cut query and documents past the model's length instead of refusing
+
+
 class Embed(msgspec.Struct, tag=True, frozen=True):
     """Embed each input: texts, or token ids (the model's special tokens are added around them)."""
 
@@ -142,7 +167,7 @@ class Refused(msgspec.Struct, tag=True, frozen=True):
     reason: str
 
 
-ToWorker = Generate | Embed | Tokenize | Detokenize | Cancel | Shutdown | Refused
+ToWorker = Generate | Transcribe | Embed | Rerank | Tokenize | Detokenize | Cancel | Shutdown | Refused
 
 
 # --- worker → gateway -------------------------------------------------------------------
@@ -188,12 +213,44 @@ class ToolCallDelta(msgspec.Struct, array_like=True, frozen=True):
     name: str | None = None
 
 
+class Word(msgspec.Struct, array_like=True, frozen=True):
+    word: str
+    start: float  # seconds from the audio's start
+    end: float
+    probability: float
+
+
+class Segment(msgspec.Struct, array_like=True, frozen=True):
+    """A stretch of transcribed audio (Whisper's segment), with what verbose_json shows of it."""
+
+    id: int
+    seek: int
+    start: float  # seconds from the audio's start
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: list[Word] | None = None
+
+
+class Heard(msgspec.Struct, array_like=True, frozen=True):
+    """What a transcription found out about its audio (on its first delta)."""
+
+    language: str
+    duration: float  # seconds of audio
+
+
 class Details(msgspec.Struct, array_like=True, frozen=True):
     """What a delta carries beyond text, only when there is some (the common delta stays small)."""
 
     tool_calls: list[ToolCallDelta] | None = None
     logprobs: list[TokenLogprob] | None = None  # one per token of this step, when asked for
     prompt_logprobs: list[TokenLogprob] | None = None  # with echo, on the first delta
+    segment: Segment | None = None  # a transcription's: the segment this delta's text is
+    heard: Heard | None = None  # a transcription's first delta
 
 
 class Delta(msgspec.Struct, array_like=True, frozen=True):
@@ -224,6 +281,14 @@ class Embeddings(msgspec.Struct, tag=True, frozen=True):
     prompt_tokens: int
 
 
+class Ranked(msgspec.Struct, tag=True, frozen=True):
+    """One relevance score per document, in the documents' order."""
+
+    request_id: str
+    scores: list[float]
+    prompt_tokens: int
+
+
 class Tokenized(msgspec.Struct, tag=True, frozen=True):
     """Token ids; with pieces, each token's bytes (its text, in UTF-8 when it is whole)."""
 
@@ -247,4 +312,4 @@ class Failed(msgspec.Struct, tag=True, frozen=True):
     param: str | None = None
 
 
-ToGateway = Register | Heartbeat | StepOutput | Embeddings | Tokenized | Detokenized | Failed
+ToGateway = Register | Heartbeat | StepOutput | Embeddings | Ranked | Tokenized | Detokenized | Failed

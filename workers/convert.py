@@ -123,18 +123,20 @@ def convert(settings: ConvertSettings) -> Path:
 
 def _encoder(source: Path, settings: ConvertSettings, step: Callable[[str], None]) -> Path:
     if settings.to == "onnx":
-        from workers.engines.onnx.embeddings import ENCODER, export_to_onnx, onnx_location
+        from workers.engines.onnx.encoder import ENCODER, export_to_onnx, onnx_location
 
         target, done = onnx_location(settings.cache_dir, source), ENCODER
     else:
-        from workers.engines.openvino.embeddings import convert_encoder, ir_location
+        from workers.engines.openvino.encoder import convert_encoder, ir_location
 
         target, done = ir_location(settings.cache_dir, source), "encoder.xml"
     if (target / done).exists():
         step(f"already converted: {target}")
         return target
     step(f"exporting the encoder in {source} with torch.export and converting it for {settings.to}")
-    (export_to_onnx if settings.to == "onnx" else convert_encoder)(source, target)
+    from workers.engines.cross_encoder import is_cross_encoder
+
+    (export_to_onnx if settings.to == "onnx" else convert_encoder)(source, target, is_cross_encoder(source))
     return target
 
 

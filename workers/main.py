@@ -28,11 +28,13 @@ from protocol import (
     Heartbeat,
     Refused,
     Register,
+    Rerank,
     Shutdown,
     StepOutput,
     ToGateway,
     Tokenize,
     ToWorker,
+    Transcribe,
     WorkerCodec,
 )
 from protocol.codec import DecodeError
@@ -174,13 +176,17 @@ class Worker:
 
     def read_messages(self) -> None:
         cancelled = False
-        embeds: list[Embed] = []  # every waiting embedding request shares the forward passes
+        # every waiting embedding (rerank) request shares the forward passes
+        embeds: list[Embed] = []
+        reranks: list[Rerank] = []
         messages, self.pending = [*self.pending, *self.receive()], []
         for index, message in messages:
-            if isinstance(message, Generate):
+            if isinstance(message, Generate | Transcribe):
                 self.generate(message)
             elif isinstance(message, Embed):
                 embeds.append(message)
+            elif isinstance(message, Rerank):
+                reranks.append(message)
             elif isinstance(message, Tokenize | Detokenize):
                 self.tokens(message)
             elif isinstance(message, Cancel):
@@ -202,7 +208,9 @@ class Worker:
                 if len(self.refused) == len(self.sockets):
                     self.exit_code = 2
         if embeds:
-            self.embed(embeds)
+            self.encode(embeds)
+        if reranks:
+            self.encode(reranks)
         if cancelled:  # let the gateway see the freed sequence now, not at the next heartbeat
             self.heartbeat()
 
@@ -230,25 +238,34 @@ class Worker:
                 index, Failed(request_id, 400, "invalid_request", f"the worker could not read it: {error}")
             )
 
-    def embed(self, requests: list[Embed]) -> None:
+    def encode(self, requests: list[Embed] | list[Rerank]) -> None:
+        """Embedding or rerank requests, answered together after bounded passes of work."""
         if self.draining:
             for r in requests:
                 self.send(Failed(r.request_id, 503, "worker_draining", "the model is shutting down"))
             return
         try:
             working = {r.request_id for r in requests}
-            results = self.engine.embed(requests, between=lambda: self.during(working))
+            between = lambda: self.during(working)  # noqa: E731
+            if isinstance(requests[0], Embed):
+                results = self.engine.embed(requests, between)  # type: ignore[arg-type]
+            else:
+                results = self.engine.rerank(requests, between)  # type: ignore[arg-type]
         except Exception:
-            log.exception("embedding failed", requests=len(requests))
+            log.exception("encoder failed", requests=len(requests))
             message = "the worker failed on this request"
             results = [Failed(r.request_id, 500, "internal_error", message) for r in requests]
         for result in results:
             self.send(result)
         if len(results) < len(requests):
-            log.info("embedding requests cancelled midway", cancelled=len(requests) - len(results))
+            log.info("encoder requests cancelled midway", cancelled=len(requests) - len(results))
 
     def tokens(self, request: Tokenize | Detokenize) -> None:
         try:
+            if self.engine.tokenizer is None:
+                raise RequestError(
+                    400, "unsupported_task", "this model has no text tokenizer to use", "model"
+                )
             if isinstance(request, Tokenize):
                 self.send(tokenize(self.engine.tokenizer, request))
             else:
@@ -259,15 +276,12 @@ class Worker:
             log.exception("tokenization failed", request_id=request.request_id)
             self.send(Failed(request.request_id, 500, "internal_error", "the worker failed on this request"))
 
-    def generate(self, request: Generate) -> None:
+    def generate(self, request: Generate | Transcribe) -> None:
         if self.draining:
             self.send(Failed(request.request_id, 503, "worker_draining", "the model is shutting down"))
             return
-        params = request.params  # absent temperature and top_p take this model's defaults
-        temperature = self.settings.temperature if params.temperature is None else params.temperature
-        top_p = self.settings.top_p if params.top_p is None else params.top_p
-        params = msgspec.structs.replace(params, temperature=temperature, top_p=top_p)
-        request = msgspec.structs.replace(request, params=params)
+        if isinstance(request, Generate):
+            request = self.with_defaults(request)
         try:
             self.engine.add(request)
         except RequestError as exc:
@@ -275,6 +289,13 @@ class Worker:
         except Exception:
             log.exception("request could not be admitted", request_id=request.request_id)
             self.send(Failed(request.request_id, 500, "internal_error", "the worker failed on this request"))
+
+    def with_defaults(self, request: Generate) -> Generate:
+        params = request.params  # absent temperature and top_p take this model's defaults
+        temperature = self.settings.temperature if params.temperature is None else params.temperature
+        top_p = self.settings.top_p if params.top_p is None else params.top_p
+        params = msgspec.structs.replace(params, temperature=temperature, top_p=top_p)
+        return msgspec.structs.replace(request, params=params)
 
 
 def main(argv: list[str] | None = None) -> int:

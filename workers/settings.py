@@ -36,8 +36,12 @@ class WorkerSettings(BaseSettings):
         description="the gateway's router address, ipc://... or tcp://...; repeat it to serve several "
         "gateways (it registers with each; its max_batch is shared by all)",
     )
-    engine: Literal["torch", "openvino", "onnx", "test"] = "torch"  # test: no model (test_engine.py)
-    task: Literal["generate", "embedding"] = Field("generate", description="what the model does")
+    engine: Literal["torch", "openvino", "onnx", "ctranslate2", "test"] = "torch"  # test: test_engine.py
+    task: Literal["generate", "embedding", "rerank", "transcription"] = Field(
+        "generate",
+        description="what the model does; rerank: a cross-encoder (a *ForSequenceClassification "
+        "directory), or an embedding model scoring by cosine similarity",
+    )
     device: str = Field(
         "cpu",
         description="torch: cpu, cuda or auto; openvino: cpu, gpu, npu or auto (npu > gpu > cpu); "
@@ -83,6 +87,12 @@ class WorkerSettings(BaseSettings):
     onnx_precision: Literal["int4", "fp16", "fp32"] = Field(
         "int4", description="onnx: the weights the model builder writes when it converts a source"
     )
+    # --- ctranslate2 (speech to text) ---
+    compute_type: str = Field(
+        "int8",
+        description="ctranslate2: the weights' type at run time (int8, int8_float32, float32, float16...)",
+    )
+    beam_size: int = Field(1, ge=1, le=16, description="ctranslate2: Whisper's beam (1: greedy, the fastest)")
     temperature: float = Field(1.0, ge=0.0, description="default for requests that leave it out")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="default for requests that leave it out")
     # --- a remote worker's CurveZMQ keys (files from `enginehouse keys`) ---

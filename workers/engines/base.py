@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import Delta, Embed, Embeddings, Failed, Generate
+from protocol import Delta, Embed, Embeddings, Failed, Generate, Ranked, Rerank, Transcribe
 
 
 class RequestError(Exception):
@@ -44,7 +44,7 @@ class Engine(ABC):
     failures: list[Failed]
 
     @abstractmethod
-    def add(self, request: Generate) -> None:
+    def add(self, request: Generate | Transcribe) -> None:
         """Admit a request; it joins the running batch at the next step. Raises RequestError."""
 
     @abstractmethod
@@ -65,4 +65,9 @@ class Engine(ABC):
         step of work (the worker heartbeats, and returns the requests cancelled meanwhile: they
         get no answer). Generation engines have no embeddings."""
         message = "this model does not compute embeddings"
+        return [Failed(r.request_id, 400, "unsupported_task", message, "model") for r in requests]
+
+    def rerank(self, requests: list[Rerank], between: Callable[[], set[str]] = set) -> list[Ranked | Failed]:
+        """Score every document of these requests, bounded steps as `embed`. Only encoders rerank."""
+        message = "this model does not rerank"
         return [Failed(r.request_id, 400, "unsupported_task", message, "model") for r in requests]

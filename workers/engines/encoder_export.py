@@ -1,4 +1,5 @@
-"""An embedding model's encoder as a torch.export program (dynamic batch and sequence axes), which
+"""An encoder (an embedding model's, or a cross-encoder with its classifier head) as a
+torch.export program (dynamic batch and sequence axes), which
 both OpenVINO (convert_model) and ONNX (torch.onnx.export) convert: converting the torch module
 directly fails on transformers 5's masking code, the exported program does not. And where those
 conversions live in the model cache."""
@@ -17,20 +18,31 @@ def cache_location(engine_cache: Path, model_dir: Path) -> Path:
     return entry(engine_cache, model_dir.name, *weights)
 
 
-def export_encoder(model_dir: Path) -> Any:
-    """The Hugging Face encoder in model_dir as an ExportedProgram taking input_ids and
-    attention_mask of any batch size and length up to the model's positions."""
+def load_encoder(model_dir: Path, classifier: bool) -> Any:
+    """The torch module: the bare encoder (hidden states out), or with its classifier (logits)."""
     import torch
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoModelForSequenceClassification
 
-    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
-    ids, mask = torch.ones((2, 16), dtype=torch.long), torch.ones((2, 16), dtype=torch.long)
+    kind = AutoModelForSequenceClassification if classifier else AutoModel
+    return kind.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+
+def export_encoder(model_dir: Path, classifier: bool = False) -> Any:
+    """The Hugging Face encoder in model_dir as an ExportedProgram taking input_ids and
+    attention_mask (and a classifier token_type_ids) of any batch size and length up to the
+    model's positions; its first output is the hidden states, or a classifier's logits."""
+    import inspect
+
+    import torch
+
+    model = load_encoder(model_dir, classifier)
+    types = classifier and "token_type_ids" in inspect.signature(model.forward).parameters
+    names = ["input_ids", "attention_mask", *(["token_type_ids"] if types else [])]
+    # a tensor each: one tensor twice and export would tie the inputs
+    inputs = {name: torch.ones((2, 16), dtype=torch.long) for name in names}
+    if types:
+        inputs["token_type_ids"] = torch.zeros((2, 16), dtype=torch.long)
     batch = torch.export.Dim("batch")
     tokens = torch.export.Dim("tokens", max=model.config.max_position_embeddings)
     axes = {0: batch, 1: tokens}
-    return torch.export.export(
-        model,
-        (),
-        {"input_ids": ids, "attention_mask": mask},  # one tensor twice: export would tie the inputs
-        dynamic_shapes={"input_ids": axes, "attention_mask": axes},
-    )
+    return torch.export.export(model, (), inputs, dynamic_shapes={name: axes for name in names})

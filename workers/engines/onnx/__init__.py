@@ -6,6 +6,7 @@ from __future__ import annotations
 import structlog
 
 from workers.engines.base import Engine
+from workers.engines.cross_encoder import is_cross_encoder
 from workers.engines.onnx.convert import build, genai_context_length
 from workers.model_files import load_tokenizer
 from workers.settings import WorkerSettings
@@ -17,8 +18,12 @@ log = structlog.get_logger()
 def load(settings: WorkerSettings) -> Engine:
     source = resolve(settings.source)
     provider = "cpu" if settings.device == "auto" else settings.device.lower()
-    if settings.task == "embedding":
-        from workers.engines.onnx.embeddings import OnnxEmbedder
+    if settings.task == "rerank" and is_cross_encoder(source):
+        from workers.engines.onnx.encoder import OnnxCrossEncoder
+
+        return OnnxCrossEncoder(source, provider, settings.threads, settings.cache_dir)
+    if settings.task in ("embedding", "rerank"):
+        from workers.engines.onnx.encoder import OnnxEmbedder
 
         return OnnxEmbedder(source, provider, settings.threads, settings.cache_dir)
     from workers.engines.onnx.generation import PROVIDERS, OnnxEngine

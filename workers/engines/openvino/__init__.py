@@ -10,6 +10,7 @@ import openvino as ov
 import structlog
 
 from workers.engines.base import Engine
+from workers.engines.cross_encoder import is_cross_encoder
 from workers.engines.openvino.convert import IR_FILE, export, gguf_to_ir
 from workers.engines.openvino.device import (
     NpuShape,
@@ -30,8 +31,12 @@ def load(settings: WorkerSettings) -> Engine:
     available = ov.Core().available_devices
     device = choose_device(settings.device, available)
     log.info("openvino device chosen", requested=settings.device, device=device, available=available)
-    if settings.task == "embedding":
-        from workers.engines.openvino.embeddings import OpenVINOEmbedder
+    if settings.task == "rerank" and is_cross_encoder(source):
+        from workers.engines.openvino.encoder import OpenVINOCrossEncoder
+
+        return OpenVINOCrossEncoder(source, device, settings.threads, settings.cache_dir)
+    if settings.task in ("embedding", "rerank"):
+        from workers.engines.openvino.encoder import OpenVINOEmbedder
 
         return OpenVINOEmbedder(source, device, settings.threads, settings.cache_dir)
     source = ir_to_serve(source, settings, npu=device == "NPU")

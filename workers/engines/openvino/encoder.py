@@ -1,0 +1,75 @@
+"""Encoder models on OpenVINO: embeddings, and cross-encoder reranking. The encoder is converted
+once to OpenVINO IR (kept in the model cache), then run by the OpenVINO runtime. Pooling and
+normalization are the shared Embedder's, scoring the CrossEncoder's.
+
+The conversion goes through torch.export (dynamic batch and sequence axes) and
+openvino.convert_model: converting the torch module directly fails on transformers 5's masking
+code, the exported program does not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+import structlog
+
+from workers.engines.cross_encoder import CrossEncoder
+from workers.engines.embedder import Embedder
+from workers.engines.encoder_export import cache_location, export_encoder
+from workers.model_cache import staged
+from workers.model_files import load_tokenizer
+
+log = structlog.get_logger()
+
+
+def ir_location(cache_dir: Path, model_dir: Path) -> Path:
+    """Where the IR of this model lives in the cache: named by the source's path and weights."""
+    return cache_location(cache_dir / "openvino", model_dir)
+
+
+def convert_encoder(model_dir: Path, target: Path, classifier: bool = False) -> None:
+    """Hugging Face encoder → OpenVINO IR at target/encoder.xml (written whole, then renamed)."""
+    log.info("converting the encoder to OpenVINO IR", source=str(model_dir), target=str(target))
+    program = export_encoder(model_dir, classifier)
+    with staged(target, "encoder.xml") as staging:
+        ov.save_model(ov.convert_model(program), staging.model / "encoder.xml", compress_to_fp16=False)
+
+
+class _Compiled:
+    """The converted encoder compiled for a device; called with the inputs it takes of a feed."""
+
+    def __init__(self, model_dir: Path, device: str, threads: int, cache_dir: Path, classifier: bool) -> None:
+        self.ir = ir_location(cache_dir, model_dir)
+        if not (self.ir / "encoder.xml").exists():
+            convert_encoder(model_dir, self.ir, classifier)
+        properties = {"INFERENCE_NUM_THREADS": threads} if device == "CPU" else {}
+        self.model = ov.Core().compile_model(self.ir / "encoder.xml", device, properties)
+        self.inputs = {name for port in self.model.inputs for name in port.get_names()}
+
+    def __call__(self, feed: dict[str, Any]) -> np.ndarray:
+        return self.model({k: v for k, v in feed.items() if k in self.inputs})[0]
+
+
+class OpenVINOEmbedder(Embedder):
+    def __init__(self, model_dir: Path, device: str, threads: int, cache_dir: Path) -> None:
+        self.compiled = _Compiled(model_dir, device, threads, cache_dir, classifier=False)
+        dimension = int(self.compiled.model.output(0).get_partial_shape()[2].get_length())
+        tokenizer = load_tokenizer(model_dir)
+        super().__init__(model_dir, tokenizer, "openvino", device.lower(), dimension)
+        log.info("openvino embedder ready", device=device, ir=str(self.compiled.ir), dimension=dimension)
+
+    def hidden_states(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.compiled({"input_ids": input_ids, "attention_mask": attention_mask})
+
+
+class OpenVINOCrossEncoder(CrossEncoder):
+    def __init__(self, model_dir: Path, device: str, threads: int, cache_dir: Path) -> None:
+        self.compiled = _Compiled(model_dir, device, threads, cache_dir, classifier=True)
+        super().__init__(model_dir, load_tokenizer(model_dir), "openvino", device.lower())
+        log.info("openvino cross-encoder ready", device=device, ir=str(self.compiled.ir))
+
+    def logits(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.compiled(feed)
