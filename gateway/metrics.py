@@ -68,6 +68,23 @@ class Metrics:
             registry=r,
         )
 
+        self.audio_seconds = Counter(
+            "enginehouse_audio_seconds",
+            "Seconds of audio transcribed (finished requests)",
+            ["model"],
+            registry=r,
+        )
+        self.realtime_factor = Histogram(
+            "enginehouse_transcription_realtime_factor",
+            "Audio seconds transcribed per wall second, per request (above 1: faster than real time)",
+            ["model"],
+            buckets=(0.5, 1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.documents_reranked = Counter(
+            "enginehouse_documents_reranked", "Documents scored by rerank requests", ["model"], registry=r
+        )
+
     def watch(self, router: Router) -> None:
         self.registry.register(_RouterCollector(router))
 

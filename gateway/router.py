@@ -35,8 +35,10 @@ from protocol import (
     Failed,
     Generate,
     Heartbeat,
+    Ranked,
     Refused,
     Register,
+    Rerank,
     Shutdown,
     StepOutput,
     Tokenize,
@@ -171,8 +173,8 @@ class Router:
                 "unsupported_task",
                 "model",
             )
-        # a generation's first token comes after its prefill; a large embedding's one answer may
-        # take minutes of forward passes (its worker heartbeats meanwhile)
+        # a generation's first token comes after its prefill; a large embedding's one answer (a
+        # long audio's first segment) may take minutes of work (its worker heartbeats meanwhile)
         generating = isinstance(requests[0], Generate)
         stream = Stream(
             requests, self.bounds.first_token_timeout if generating else self.bounds.answer_timeout
@@ -193,13 +195,13 @@ class Router:
                     self._send(placed.worker, Cancel(request_id))
 
     async def ask(
-        self, model: str, task: str | None, request: Embed | Tokenize | Detokenize, caller: Caller
+        self, model: str, task: str | None, request: Embed | Rerank | Tokenize | Detokenize, caller: Caller
     ) -> Answer:
         """One request, one answer (embeddings, tokens, text); `task` None: any model will do."""
         async with self.open(model, task, [request], caller) as stream:
             async for _, item in stream:
                 assert not isinstance(item, Delta)
-                if isinstance(item, Embeddings):
+                if isinstance(item, Embeddings | Ranked):
                     self.models[model].prompt_tokens += item.prompt_tokens
                 return item
         raise AssertionError("a one-answer stream ends with its answer or an error")
@@ -208,9 +210,7 @@ class Router:
         """Admission lets the sequence go: send it to its worker."""
         self._send(placed.worker, placed.request)
 
-    def _send(
-        self, worker: Worker, message: Generate | Embed | Tokenize | Detokenize | Cancel | Shutdown
-    ) -> None:
+    def _send(self, worker: Worker, message: Request | Cancel | Shutdown) -> None:
         """Send now, without waiting. A worker that cannot be reached (gone, or its queue full) is
         lost: a Cancel it never gets would leave a sequence running unseen, so it is dropped (a local
         one killed and restarted) and what it held fails; soon, not inside the caller's loop."""
@@ -282,7 +282,7 @@ class Router:
                     self.link.yield_now()  # a first token: its handler writes it now
             elif isinstance(message, Heartbeat):
                 worker.running, worker.waiting = message.running, message.waiting
-            elif self._mine(worker, message.request_id):  # Embeddings, Tokenized, Detokenized, Failed
+            elif self._mine(worker, message.request_id):  # Embeddings, Ranked, Tokenized, Detokenized, Failed
                 self.streams[message.request_id].queue.put_nowait(message)
                 self.admission.ended(message.request_id)
 

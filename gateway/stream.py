@@ -7,10 +7,23 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from gateway.errors import APIError
-from protocol import Delta, Detokenize, Detokenized, Embed, Embeddings, Failed, Generate, Tokenize, Tokenized
+from protocol import (
+    Delta,
+    Detokenize,
+    Detokenized,
+    Embed,
+    Embeddings,
+    Failed,
+    Generate,
+    Ranked,
+    Rerank,
+    Tokenize,
+    Tokenized,
+    Transcribe,
+)
 
-Request = Generate | Embed | Tokenize | Detokenize
-Answer = Embeddings | Tokenized | Detokenized  # the one reply of a request that is not generation
+Request = Generate | Transcribe | Embed | Rerank | Tokenize | Detokenize
+Answer = Embeddings | Ranked | Tokenized | Detokenized  # the one reply of a request that does not stream
 
 
 class Stream:

@@ -22,7 +22,7 @@ from gateway.http import sse
 from gateway.metrics import Metrics
 from gateway.middlewares import LOG_FIELDS
 from gateway.state import CALLER, METRICS, ROUTER, SETTINGS
-from protocol import Delta, Generate, TokenLogprob, ToolCall
+from protocol import Delta, Generate, Heard, Segment, TokenLogprob, ToolCall, Transcribe
 
 log = structlog.get_logger()
 
@@ -35,6 +35,8 @@ class Choice:
     tool_calls: list[ToolCall] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
     prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)  # a transcription's
+    heard: Heard | None = None  # a transcription's language and audio duration
     finish_reason: str | None = None
     last: Delta | None = None  # the delta that ended it (usage, stop word)
 
@@ -52,6 +54,9 @@ class Choice:
                     )
             self.logprobs.extend(details.logprobs or ())
             self.prompt_logprobs.extend(details.prompt_logprobs or ())
+            if details.segment is not None:
+                self.segments.append(details.segment)
+            self.heard = details.heard or self.heard
         if delta.finish_reason is not None:
             self.finish_reason, self.last = delta.finish_reason, delta
 
@@ -104,8 +109,14 @@ class Result:
         }
 
     def close(self) -> None:
-        """The request is over, however it ended: its duration is observed once."""
-        self.metrics.e2e.labels(self.model).observe(time.perf_counter() - self.started)
+        """The request is over, however it ended: its duration is observed once (and a finished
+        transcription's audio seconds, and how many of them it did per second)."""
+        took = time.perf_counter() - self.started
+        self.metrics.e2e.labels(self.model).observe(took)
+        heard = self.choices[0].heard
+        if heard is not None and self.finished:
+            self.metrics.audio_seconds.labels(self.model).inc(heard.duration)
+            self.metrics.realtime_factor.labels(self.model).observe(heard.duration / max(took, 1e-9))
 
 
 class Shape(Protocol):
@@ -124,7 +135,7 @@ class Shape(Protocol):
         ...
 
     def body(self, result: Result) -> object:
-        """The answer of a request that was not streamed."""
+        """The answer of a request that was not streamed: JSON, or a whole response (text)."""
         ...
 
     def error(self, exc: APIError | TimeoutError) -> APIError:
@@ -140,7 +151,7 @@ async def serve_generation(
     request: web.Request,
     model: str,
     task: str,
-    requests: Sequence[Generate],
+    requests: Sequence[Generate] | Sequence[Transcribe],
     shape: Shape,
     stream: bool,
 ) -> web.StreamResponse:
@@ -163,7 +174,10 @@ async def serve_generation(
             if not stream:
                 async for index, delta in items:
                     result.add(index, delta)
-                return web.Response(body=json.encode(shape.body(result)), content_type="application/json")
+                answer = shape.body(result)
+                if isinstance(answer, web.Response):
+                    return answer
+                return web.Response(body=json.encode(answer), content_type="application/json")
             response = await sse.open_stream(request)
             pending = [shape.opening(result)]
             if first is not None:

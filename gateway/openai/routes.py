@@ -11,7 +11,7 @@ from gateway.errors import APIError
 from gateway.http.body import StrictBody, read_body
 from gateway.http.generation import serve_generation
 from gateway.http.openapi import Route
-from gateway.openai import tokenize
+from gateway.openai import audio, rerank, tokenize
 from gateway.openai.embeddings import embeddings
 from gateway.openai.generation import ChatShape, CompletionShape
 from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -44,9 +44,11 @@ def _token_limits(request: web.Request) -> tuple[int, int | None]:
 
 def _model_object(state: ModelState, tasks: dict[str, str]) -> dict[str, object]:
     """OpenAI's model object, its state here (registered, loading, ready, draining, failed) and its
-    task (generate or embedding: the served model's, or what a remote worker registered)."""
+    task (generate, embedding, rerank, transcription: the served model's, or what a remote worker
+    registered)."""
     registered = state.status()["tasks"]
-    task = tasks.get(state.name) or ("embedding" if "embedding" in registered else "generate")
+    known = ("embedding", "rerank", "transcription")
+    task = tasks.get(state.name) or next((t for t in known if t in registered), "generate")
     return {
         "id": state.name,
         "object": "model",
@@ -114,6 +116,7 @@ ROUTES = [
     Route("/v1/embeddings", "Embeddings of texts or token ids", EmbeddingRequest, "required"),
     Route("/v1/tokenize", "A prompt's tokens (vLLM's shape)", tokenize.TokenizeRequest, "required"),
     Route("/v1/detokenize", "Tokens' text (vLLM's shape)", tokenize.DetokenizeRequest, "required"),
+    Route("/v1/rerank", "Rerank documents for a query (Jina/Cohere shape)", rerank.RerankRequest, "required"),
     Route("/v1/models", "The models served"),
     Route("/v1/models/status", "Per-model state and counters"),
     Route("/v1/models/{model}", "One model", model="path"),
@@ -126,6 +129,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/tokenize", tokenize.tokenize)
     app.router.add_post("/v1/detokenize", tokenize.detokenize)
+    for path in rerank.PATHS:
+        app.router.add_post(path, rerank.rerank)
+    for path, handler in audio.PATHS.items():
+        app.router.add_post(path, handler)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/status", models_status)
     app.router.add_post("/v1/models/load", load_model)
