@@ -139,13 +139,14 @@ def _segment(found: Any) -> Segment:
     words = None
     if found.words is not None:
         words = [
-            Word(w.word, round(w.start, 3), round(w.end, 3), round(w.probability, 4)) for w in found.words
+            Word(w.word, round(float(w.start), 3), round(float(w.end), 3), float(w.probability))
+            for w in found.words
         ]
     return Segment(
         id=found.id - 1,  # faster-whisper counts from 1, OpenAI from 0
-        seek=found.seek,
-        start=round(found.start, 3),
-        end=round(found.end, 3),
+        seek=int(found.seek),
+        start=round(float(found.start), 3),
+        end=round(float(found.end), 3),
         text=found.text,
         tokens=list(found.tokens),
         temperature=float(found.temperature or 0.0),
