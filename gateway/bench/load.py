@@ -17,7 +17,13 @@ from gateway.bench.requests import Sample, prompts, send
 from gateway.bench.settings import BenchSettings
 from gateway.bench.stats import Report, report
 
-PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
+PATHS = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+    "rerank": "/v1/rerank",
+    "transcriptions": "/v1/audio/transcriptions",
+}
 
 
 async def run(s: BenchSettings, samples: list[Sample] | None = None) -> Report:
@@ -54,4 +60,5 @@ async def run(s: BenchSettings, samples: list[Sample] | None = None) -> Report:
         await asyncio.gather(*tasks)
         duration = time.perf_counter() - started
     bar.close()
-    return report(samples, duration, s.concurrency, s.slos())
+    unit = {"rerank": "documents", "transcriptions": "audio seconds"}.get(s.endpoint, "")
+    return report(samples, duration, s.concurrency, s.slos(), unit)

@@ -26,8 +26,9 @@ _WORDS = STORY.split(" ")
 
 @dataclass
 class Prompt:
-    body: dict[str, object]  # prompt or messages (or input), and max_tokens
+    body: dict[str, object]  # prompt or messages (or input, query and documents, a form's fields)
     expected_tokens: int
+    audio: bytes | None = None  # transcriptions: the file, sent as multipart/form-data
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Sample:
     retry_after: float | None = None
     arrivals: list[float] = field(default_factory=list)  # a timestamp per content event
     ended: float = 0.0
+    units: float = 0.0  # rerank: documents scored; transcriptions: seconds of audio
     prompt_tokens: int = 0
     output_tokens: int = 0
     error: str | None = None
@@ -49,6 +51,10 @@ class Sample:
 
 def prompts(s: BenchSettings) -> list[Prompt]:
     """The request bodies, from --prompts or the built-in set (--input-len words, seeded)."""
+    if s.endpoint == "transcriptions":
+        if s.audio is None:
+            raise ValueError("--endpoint transcriptions sends an audio file: give it with --audio FILE")
+        return [Prompt({"model": s.model}, 0, s.audio.read_bytes())]
     if s.prompts is not None:
         return [_from_line(line, s) for line in s.prompts.read_text().splitlines() if line.strip()]
     rng = random.Random(s.seed)
@@ -56,6 +62,19 @@ def prompts(s: BenchSettings) -> list[Prompt]:
     for _ in range(64):
         words = " ".join(rng.choice(_WORDS) for _ in range(s.input_len))
         made.append(_from_text(f"Continue this story: {words}", s.max_tokens, s))
+    if s.endpoint == "rerank":  # each built-in text a document, queried by another
+        texts = [str(p.body["input"]) for p in made]
+        return [
+            Prompt(
+                {
+                    "model": s.model,
+                    "query": texts[i],
+                    "documents": [texts[(i + k) % 64] for k in range(1, s.documents + 1)],
+                },
+                0,
+            )
+            for i in range(64)
+        ]
     return made
 
 
@@ -71,7 +90,7 @@ def _from_line(line: str, s: BenchSettings) -> Prompt:
 
 
 def _from_text(text: str, max_tokens: int, s: BenchSettings) -> Prompt:
-    if s.endpoint == "embeddings":
+    if s.endpoint in ("embeddings", "rerank"):
         return Prompt({"model": s.model, "input": text}, 0)
     given = {"messages": [{"role": "user", "content": text}]} if s.endpoint == "chat" else {"prompt": text}
     return Prompt(_generation_body(given, max_tokens, s), max_tokens)
@@ -125,7 +144,13 @@ async def send(session: aiohttp.ClientSession, url: str, prompt: Prompt, s: Benc
 async def _once(session: aiohttp.ClientSession, url: str, prompt: Prompt, s: BenchSettings) -> Sample:
     sample = Sample(started=time.perf_counter())
     try:
-        async with session.post(url, json=prompt.body) as response:
+        if prompt.audio is not None:
+            form = aiohttp.FormData(prompt.body)
+            form.add_field("file", prompt.audio, filename="audio", content_type="application/octet-stream")
+            sent = session.post(url, data=form)
+        else:
+            sent = session.post(url, json=prompt.body)
+        async with sent as response:
             if response.status == 429:
                 sample.rate_limited = True
                 retry_after = response.headers.get("Retry-After", "")
@@ -134,10 +159,14 @@ async def _once(session: aiohttp.ClientSession, url: str, prompt: Prompt, s: Ben
             if response.status != 200:
                 sample.error = f"HTTP {response.status}"
                 return sample
-            if s.endpoint == "embeddings":
+            if s.endpoint in ("embeddings", "rerank", "transcriptions"):  # one answer, not a stream
                 answer = await response.json()
-                sample.prompt_tokens = answer["usage"]["prompt_tokens"]
                 sample.arrivals.append(time.perf_counter())
+                if s.endpoint == "transcriptions":
+                    sample.units = float(answer["usage"]["seconds"])
+                else:
+                    sample.prompt_tokens = answer["usage"]["prompt_tokens"]
+                    sample.units = float(len(prompt.body.get("documents") or ()))
             else:
                 async for line in response.content:
                     read_events(sample, (line,))

