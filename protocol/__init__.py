@@ -6,6 +6,8 @@ Imports nothing from gateway/ or workers/; both import it.
 from protocol.codec import GatewayCodec, WorkerCodec
 from protocol.messages import (
     PROTOCOL_VERSION,
+    Adapter,
+    AdapterLoaded,
     Cancel,
     ChatMessage,
     Delta,
@@ -18,6 +20,7 @@ from protocol.messages import (
     Generate,
     Heard,
     Heartbeat,
+    LoadAdapter,
     Ranked,
     Refused,
     Register,
@@ -37,11 +40,14 @@ from protocol.messages import (
     ToolChoice,
     ToWorker,
     Transcribe,
+    UnloadAdapter,
     Word,
 )
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "Adapter",
+    "AdapterLoaded",
     "Cancel",
     "ChatMessage",
     "Delta",
@@ -55,6 +61,7 @@ __all__ = [
     "Generate",
     "Heard",
     "Heartbeat",
+    "LoadAdapter",
     "Ranked",
     "Refused",
     "Register",
@@ -74,6 +81,7 @@ __all__ = [
     "ToolCallDelta",
     "ToolChoice",
     "Transcribe",
+    "UnloadAdapter",
     "Word",
     "WorkerCodec",
 ]

@@ -1,7 +1,9 @@
 """Messages on the ZeroMQ sockets, one tagged union per direction.
 
-Worker → gateway: Register, Heartbeat, StepOutput, Embeddings, Ranked, Tokenized, Detokenized, Failed.
-Gateway → worker: Generate, Transcribe, Embed, Rerank, Tokenize, Detokenize, Cancel, Shutdown, Refused.
+Worker → gateway: Register, Heartbeat, StepOutput, Embeddings, Ranked, Tokenized, Detokenized,
+AdapterLoaded, Failed.
+Gateway → worker: Generate, Transcribe, Embed, Rerank, Tokenize, Detokenize, LoadAdapter,
+UnloadAdapter, Cancel, Shutdown, Refused.
 
 A transcription streams like a generation: each step's delta is the text of the audio's next
 segment, with the segment's times in its details.
@@ -17,7 +19,7 @@ from typing import Any, Literal
 import msgspec
 
 # Bump on any change a peer of the previous version would misread.
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 
 
 class ToolCall(msgspec.Struct, frozen=True):
@@ -83,6 +85,14 @@ class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
 ToolChoice = Literal["none", "auto", "required", "function"]
 
 
+class Adapter(msgspec.Struct, array_like=True, frozen=True):
+    """A LoRA adapter: its model id, its PEFT directory (on the worker's machine), its scale."""
+
+    name: str
+    path: str
+    scale: float = 1.0
+
+
 class Generate(msgspec.Struct, tag=True, frozen=True, omit_defaults=True):
     """Generate text for a chat (messages) or a raw prompt (text or token ids).
 
@@ -103,6 +113,7 @@ class Generate(msgspec.Struct, tag=True, frozen=True, omit_defaults=True):
     response_format: ResponseFormat | None = None
     logprobs: int | None = None
     echo: bool = False
+    adapter: Adapter | None = None  # decode with this LoRA adapter on the base (loaded if need be)
 
 
 class Transcribe(msgspec.Struct, tag=True, frozen=True, omit_defaults=True):
@@ -153,6 +164,19 @@ class Detokenize(msgspec.Struct, tag=True, frozen=True):
     tokens: list[int]
 
 
+class LoadAdapter(msgspec.Struct, tag=True, frozen=True):
+    """Load (and check) an adapter now, or set the scale of a loaded one: AdapterLoaded or Failed."""
+
+    request_id: str
+    adapter: Adapter
+
+
+class UnloadAdapter(msgspec.Struct, tag=True, frozen=True):
+    """Drop an adapter once no running sequence uses it; no answer."""
+
+    name: str
+
+
 class Cancel(msgspec.Struct, tag=True, frozen=True):
     request_id: str
 
@@ -167,7 +191,19 @@ class Refused(msgspec.Struct, tag=True, frozen=True):
     reason: str
 
 
-ToWorker = Generate | Transcribe | Embed | Rerank | Tokenize | Detokenize | Cancel | Shutdown | Refused
+ToWorker = (
+    Generate
+    | Transcribe
+    | Embed
+    | Rerank
+    | Tokenize
+    | Detokenize
+    | LoadAdapter
+    | UnloadAdapter
+    | Cancel
+    | Shutdown
+    | Refused
+)
 
 
 # --- worker → gateway -------------------------------------------------------------------
@@ -302,6 +338,13 @@ class Detokenized(msgspec.Struct, tag=True, frozen=True):
     text: str
 
 
+class AdapterLoaded(msgspec.Struct, tag=True, frozen=True):
+    request_id: str
+    name: str
+    rank: int
+    targets: list[str]  # the base's module names it changes (q_proj, v_proj...)
+
+
 class Failed(msgspec.Struct, tag=True, frozen=True):
     """A request the worker could not serve. `status` is the HTTP status the gateway answers."""
 
@@ -312,4 +355,6 @@ class Failed(msgspec.Struct, tag=True, frozen=True):
     param: str | None = None
 
 
-ToGateway = Register | Heartbeat | StepOutput | Embeddings | Ranked | Tokenized | Detokenized | Failed
+ToGateway = (
+    Register | Heartbeat | StepOutput | Embeddings | Ranked | Tokenized | Detokenized | AdapterLoaded | Failed
+)

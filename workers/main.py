@@ -26,6 +26,7 @@ from protocol import (
     Failed,
     Generate,
     Heartbeat,
+    LoadAdapter,
     Refused,
     Register,
     Rerank,
@@ -35,6 +36,7 @@ from protocol import (
     Tokenize,
     ToWorker,
     Transcribe,
+    UnloadAdapter,
     WorkerCodec,
 )
 from protocol.codec import DecodeError
@@ -189,6 +191,10 @@ class Worker:
                 reranks.append(message)
             elif isinstance(message, Tokenize | Detokenize):
                 self.tokens(message)
+            elif isinstance(message, LoadAdapter):
+                self.load_adapter(message)
+            elif isinstance(message, UnloadAdapter):
+                self.engine.unload_adapter(message.name)
             elif isinstance(message, Cancel):
                 self.engine.cancel(message.request_id)
                 self.origin.pop(message.request_id, None)  # a cancelled request gets no answer
@@ -275,6 +281,16 @@ class Worker:
         except Exception:  # the tokenizer's own failure fails this request, not the worker
             log.exception("tokenization failed", request_id=request.request_id)
             self.send(Failed(request.request_id, 500, "internal_error", "the worker failed on this request"))
+
+    def load_adapter(self, request: LoadAdapter) -> None:
+        try:
+            self.send(self.engine.load_adapter(request.request_id, request.adapter))
+        except RequestError as exc:
+            self.send(Failed(request.request_id, exc.status, exc.code, exc.message, exc.param))
+        except Exception as exc:  # an unreadable file: the request fails, not the worker
+            log.exception("adapter could not be loaded", adapter=request.adapter.name)
+            message = f"the adapter could not be loaded: {exc}"
+            self.send(Failed(request.request_id, 400, "invalid_adapter", message, "lora_path"))
 
     def generate(self, request: Generate | Transcribe) -> None:
         if self.draining:

@@ -57,6 +57,9 @@ class WorkerSettings(BaseSettings):
         Path("~/.cache/enginehouse").expanduser(),
         description="models converted for an engine are kept here (OpenVINO IR, ONNX)",
     )
+    max_adapters: int = Field(
+        8, ge=1, description="torch: LoRA adapters kept loaded at once (past it the least recently used goes)"
+    )
     # --- openvino ---
     kv_cache_gb: float = Field(
         0.25,

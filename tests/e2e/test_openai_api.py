@@ -93,7 +93,7 @@ def test_models_list_and_object(client):
     models = client.models.list()
     embedder = "all-minilm-l6-v2"
     variants = [f"{m}-{engine}" for m in (MODEL, embedder) for engine in ("openvino", "torch", "onnx")]
-    assert [m.id for m in models.data] == [MODEL, embedder, *variants]
+    assert [m.id for m in models.data] == [MODEL, embedder, "whisper-base", *variants]
     assert client.models.retrieve(MODEL).owned_by == "enginehouse"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")

@@ -31,6 +31,7 @@ def load_engine(settings: WorkerSettings) -> Engine:
             settings.threads,
             settings.context_length,
             settings.prefill_chunk,
+            settings.max_adapters,
         )
     if settings.engine == "openvino":
         from workers.engines.openvino import load

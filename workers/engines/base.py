@@ -7,7 +7,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import Delta, Embed, Embeddings, Failed, Generate, Ranked, Rerank, Transcribe
+from protocol import (
+    Adapter,
+    AdapterLoaded,
+    Delta,
+    Embed,
+    Embeddings,
+    Failed,
+    Generate,
+    Ranked,
+    Rerank,
+    Transcribe,
+)
 
 
 class RequestError(Exception):
@@ -71,3 +82,13 @@ class Engine(ABC):
         """Score every document of these requests, bounded steps as `embed`. Only encoders rerank."""
         message = "this model does not rerank"
         return [Failed(r.request_id, 400, "unsupported_task", message, "model") for r in requests]
+
+    def load_adapter(self, request_id: str, adapter: Adapter) -> AdapterLoaded:
+        """Load a LoRA adapter (or set its scale); RequestError when it does not fit the model."""
+        message = (
+            f"LoRA adapters are served on the torch engine; this model runs on {self.capabilities.engine}"
+        )
+        raise RequestError(400, "unsupported_adapter", message, "model")
+
+    def unload_adapter(self, name: str) -> None:  # noqa: B027 (engines without adapters have none)
+        """Drop an adapter once no sequence uses it (unknown names are ignored)."""

@@ -7,6 +7,9 @@ Then one batched forward runs over one token per row:
 the last prompt token for a row that just joined, the last sampled token for the others. Every row
 therefore advances exactly one token per step, and finished or cancelled rows leave at once.
 
+A row may decode with a LoRA adapter (torch_lora.py): rows with different adapters, and rows with
+none, share the same steps; each gets its own adapter's low-rank update.
+
 A row under a grammar (a JSON schema, a required tool call) has the tokens its grammar forbids
 masked out of its logits before the sampler chooses; other rows in the same step are untouched.
 Log-probabilities are taken from the logits before any mask or sampling rule (workers/logprobs.py);
@@ -26,10 +29,11 @@ import transformers
 from transformers import AutoModelForCausalLM
 from transformers.cache_utils import DynamicCache
 
-from protocol import Delta, Generate
+from protocol import Adapter, AdapterLoaded, Delta, Generate, Transcribe
 from workers import logprobs
 from workers.engines.base import Capabilities, Engine, EngineStats
 from workers.engines.torch_kv import BatchKV
+from workers.engines.torch_lora import Adapters
 from workers.engines.torch_sampling import RowSampler, choose_tokens
 from workers.grammar import Grammars, mask_logits
 from workers.model_files import hf_location, load_tokenizer
@@ -49,6 +53,7 @@ class _Row:
     sampler: RowSampler
     next_input: int  # the token this row feeds to the next step
     matcher: Any = None  # xgrammar's GrammarMatcher when the row decodes under a grammar
+    adapter: str | None = None  # the LoRA adapter it decodes with
     prompt_logits: list[torch.Tensor] = field(default_factory=list)  # echo: per prefill chunk
 
     @property
@@ -72,6 +77,7 @@ class TorchEngine(Engine):
         threads: int,
         context_length: int | None = None,
         prefill_chunk: int = 512,
+        max_adapters: int = 8,
     ) -> None:
         torch.set_num_threads(threads)
         if device == "auto":
@@ -95,6 +101,8 @@ class TorchEngine(Engine):
         self.failures = []  # every refusal happens in add()
         self.grammars = Grammars(self.tokenizer, self.vocab_size, self.eos_ids)
         self.pieces = logprobs.Pieces(self.tokenizer)
+        self.adapters = Adapters(self.model, max_adapters)
+        self.dropping: set[str] = set()  # adapters to unload once no row uses them
         self.capabilities = Capabilities(
             engine="torch",
             device=self.device.type,
@@ -109,11 +117,15 @@ class TorchEngine(Engine):
 
     # --- the Engine interface -----------------------------------------------------------
 
-    def add(self, request: Generate) -> None:
+    def add(self, request: Generate | Transcribe) -> None:
+        assert isinstance(request, Generate)  # the gateway sends a model only its tasks
         ids = prompt_ids(self.tokenizer, request, self.vocab_size)
+        adapter = None
+        if request.adapter is not None:
+            adapter = self._adapter(request.adapter).name
         seq = Sequence.start(request, ids, self.context_length, self._decode)
         matcher = None if seq.grammar is None else self.grammars.matcher(seq.grammar)
-        row = _Row(seq, RowSampler(request.params, ids), ids[-1], matcher)
+        row = _Row(seq, RowSampler(request.params, ids), ids[-1], matcher, adapter)
         if seq.echo and not row.scores_prompt:
             seq.prompt_logprobs = logprobs.prompt_pieces(ids, self.pieces)
         self.waiting.append(row)
@@ -131,12 +143,32 @@ class TorchEngine(Engine):
     def has_work(self) -> bool:
         return bool(self.running or self.waiting)
 
+    def load_adapter(self, request_id: str, adapter: Adapter) -> AdapterLoaded:
+        loaded = self._adapter(adapter)
+        return AdapterLoaded(request_id, loaded.name, loaded.rank, loaded.targets)
+
+    def unload_adapter(self, name: str) -> None:
+        self.dropping.add(name)
+        self._drop_unused()
+
+    def _adapter(self, adapter: Adapter) -> Any:
+        self.dropping.discard(adapter.name)
+        in_use = {r.adapter for r in [*self.running, *self.waiting] if r.adapter is not None}
+        return self.adapters.get(adapter.name, adapter.path, adapter.scale, in_use)
+
+    def _drop_unused(self) -> None:
+        in_use = {r.adapter for r in [*self.running, *self.waiting]}
+        for name in [n for n in self.dropping if n not in in_use]:
+            self.adapters.unload(name)
+            self.dropping.discard(name)
+
     @torch.inference_mode()
     def step(self) -> list[Delta]:
         self._prefill()
         if not self.running:
             return []
         mask, positions = self.kv.next_inputs()
+        self.adapters.route([r.adapter for r in self.running])
         inputs = torch.tensor([[r.next_input] for r in self.running], device=self.device)
         logits = self.model(
             input_ids=inputs,
@@ -190,6 +222,7 @@ class TorchEngine(Engine):
             take = min(budget, n - done)
             if take > 0:
                 ids = torch.tensor([prompt[done : done + take]], device=self.device)
+                self.adapters.route([row.adapter])
                 if row.scores_prompt:  # through the LM head: each position predicts the next token
                     out = self.model(input_ids=ids, past_key_values=self.prefix, use_cache=True)
                     row.prompt_logits.append(out.logits[0].float().cpu())
@@ -210,6 +243,8 @@ class TorchEngine(Engine):
     def _keep(self, rows: list[int]) -> None:
         self.running = [self.running[i] for i in rows]
         self.kv.keep(rows)
+        if self.dropping:
+            self._drop_unused()
 
     def _count(self) -> None:
         self.stats.running, self.stats.waiting = len(self.running), len(self.waiting)
