@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from gateway.errors import APIError
 from gateway.registry import ModelState, Worker
 from gateway.stream import Request
-from protocol import Detokenize, Tokenize
+from protocol import Detokenize, LoadAdapter, Tokenize
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Admission:
         held = callers.held.setdefault(caller, deque())
         for request in requests:
             placed = self.placed[request.request_id] = Placed(state, worker, caller, request)
-            if isinstance(request, Tokenize | Detokenize):  # no sequence: answered at once
+            if isinstance(request, Tokenize | Detokenize | LoadAdapter):  # no sequence: answered at once
                 self._go(placed, callers)
             else:
                 held.append(placed)
@@ -94,7 +94,7 @@ class Admission:
         placed.worker.in_flight.discard(request_id)
         callers = self._callers[placed.state.name]
         if placed.sent:
-            if not isinstance(placed.request, Tokenize | Detokenize):
+            if not isinstance(placed.request, Tokenize | Detokenize | LoadAdapter):
                 callers.sent[placed.caller] -= 1
         else:
             callers.held[placed.caller].remove(placed)

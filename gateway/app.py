@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway import anthropic, batches, designation, modellab, responses
+from gateway import anthropic, batches, designation, lora, modellab, responses
 from gateway import web as pages
 from gateway.config import Settings
 from gateway.errors import APIError
@@ -36,6 +36,7 @@ from gateway.simple import add_routes as simple_routes
 from gateway.state import ERROR_STYLES, GUARDS, METRICS, NOTIFIER, ROUTER, SETTINGS, SUPERVISOR, Guards
 from gateway.supervisor import Supervisor
 from gateway.systemd import Notifier
+from protocol import Adapter
 
 log = structlog.get_logger()
 
@@ -88,6 +89,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await router.start()
     for spec in settings.models():
         router.expect(spec.id)
+    for spec in settings.adapters():
+        assert spec.base is not None and spec.adapter is not None
+        router.adapters[spec.id] = (spec.base, Adapter(spec.id, spec.adapter, spec.scale))
     for spec in settings.models():
         if spec.preload:
             router.load(spec.id)  # the others load on their first request
@@ -180,6 +184,7 @@ def create_app(settings: Settings) -> web.Application:
     else:
         designation.add_stateless_routes(app)
     anthropic.add_routes(app)
+    lora.add_routes(app)
     llamacpp_routes(app)
     simple_routes(app)
     modellab.add_routes(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway.errors import APIError
@@ -40,6 +40,26 @@ class ModelSpec(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     # engine options, passed to the worker as flags (`kv_cache_gb = 2` → --kv-cache-gb 2)
     options: dict[str, str | int | float | bool] = {}
+    # a LoRA adapter: served by its base model's workers (no worker of its own), named by its id
+    base: str | None = Field(None, min_length=1)  # the model id it adapts
+    adapter: str | None = Field(None, min_length=1)  # its PEFT directory
+    scale: float = Field(1.0, ge=0.0, le=100.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _adapter_source(cls, data: object) -> object:
+        """An adapter's source is its directory (it needs no other)."""
+        if isinstance(data, dict) and data.get("base") and "source" not in data and data.get("adapter"):
+            return {**data, "source": data["adapter"]}
+        return data
+
+    @model_validator(mode="after")
+    def _adapter_and_base(self) -> ModelSpec:
+        if (self.base is None) != (self.adapter is None):
+            raise ValueError(
+                "an adapter needs both `base` (the model it adapts) and `adapter` (its PEFT directory)"
+            )
+        return self
 
     @field_validator("task", mode="before")
     @classmethod
@@ -137,6 +157,7 @@ class Settings(BaseSettings):
         "without it, the packaged defaults",
     )
     _models: list[ModelSpec] | None = PrivateAttr(None)  # worked out once, on first use
+    _adapters: list[ModelSpec] = PrivateAttr([])
     # --- who may call ---
     api_keys: Annotated[list[str], NoDecode] = Field(
         [], description="accepted API keys (--api-key K, repeatable; ENGINEHOUSE_API_KEYS=k1,k2)"
@@ -339,8 +360,33 @@ class Settings(BaseSettings):
                 models = [m for m in DEFAULT_MODELS if m.preload or m.task == "transcription"]
             if self.test_engine:
                 models = [*models, TEST_ENGINE]
+            self._check_adapters(models)
+            self._adapters = [m for m in models if m.base is not None]
+            models = [m for m in models if m.base is None]
             self._models = [m.model_copy(update={"device": self.device or m.device}) for m in models]
         return self._models
+
+    def adapters(self) -> list[ModelSpec]:
+        """The LoRA adapters of the models file (each served by its base model's workers)."""
+        self.models()
+        return self._adapters
+
+    @staticmethod
+    def _check_adapters(models: list[ModelSpec]) -> None:
+        from gateway.models_file import ModelsFileError
+
+        bases = {m.id: m for m in models if m.base is None}
+        for spec in models:
+            if spec.base is None:
+                continue
+            base = bases.get(spec.base)
+            if base is None:
+                raise ModelsFileError(f"[{spec.id}] base: `{spec.base}` is not a model served here")
+            if base.engine != "torch" or base.task != "generate":
+                raise ModelsFileError(
+                    f"[{spec.id}] base: LoRA adapters are served on torch generation models; `{spec.base}` "
+                    f"runs on {base.engine} ({base.task})"
+                )
 
     def default_model(self, task: str = "generate") -> str:
         """For routes of single-model servers (llama.cpp's, the simple REST ones) called without a

@@ -27,7 +27,16 @@ OPERATOR_PATHS = {"/v1/models/status", *METRICS_PATHS}
 # not rate limited: reads of the gateway's own state, which the status page polls each second
 UNLIMITED_PATHS = {"/health", "/v1/models/status", *METRICS_PATHS}
 # model management: an admin key when keys are set (an ordinary key gets 403)
-ADMIN_PATHS = {"/v1/models/load", "/v1/models/unload", "/models/load", "/models/unload"}
+ADMIN_PATHS = {
+    "/v1/models/load",
+    "/v1/models/unload",
+    "/models/load",
+    "/models/unload",
+    "/v1/load_lora_adapter",
+    "/v1/unload_lora_adapter",
+    "/v1/lora/load",
+    "/v1/lora/unload",
+}
 CONVERT_JOBS = "/api/convert/cross"  # starting and reading conversion jobs; not .../paths
 LIMIT = web.RequestKey("rate_decision", Decision)  # the limiter's answer, for the response headers
 CORS = web.RequestKey("cors", dict[str, str])  # CORS headers for the answer
@@ -134,8 +143,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     admin = _matches(key, guards.admin_keys)
     request[CALLER] = Caller(f"key:{key_id}", may_load=admin or guards.keys_may_load)
     request[LOG_FIELDS]["key"] = key_id
-    if _model_management(request.path) and not admin:
-        message = "Model management (loading, unloading, converting) needs an admin key."
+    if _model_management(request.path, request.method) and not admin:
+        message = "Model management (loading, unloading, converting, adapters) needs an admin key."
         raise APIError(403, message, "permission_denied")
     if request.path in OPERATOR_PATHS and guards.admin_keys and not admin:
         raise APIError(403, "The server's status and metrics need an admin key.", "permission_denied")
@@ -146,9 +155,10 @@ def _open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(STATIC_PREFIX)
 
 
-def _model_management(path: str) -> bool:
+def _model_management(path: str, method: str) -> bool:
     jobs = path == CONVERT_JOBS or (path.startswith(f"{CONVERT_JOBS}/") and path != f"{CONVERT_JOBS}/paths")
-    return path in ADMIN_PATHS or jobs
+    scales = path == "/lora-adapters" and method == "POST"  # llama.cpp's: setting adapters' scales
+    return path in ADMIN_PATHS or jobs or scales
 
 
 def error_style(request: web.Request) -> Style:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import structlog
 import zmq.asyncio
 
@@ -27,6 +28,7 @@ from gateway.registry import ModelState, Worker
 from gateway.stream import Answer, Request, Stream
 from protocol import (
     PROTOCOL_VERSION,
+    Adapter,
     Cancel,
     Delta,
     Detokenize,
@@ -35,6 +37,7 @@ from protocol import (
     Failed,
     Generate,
     Heartbeat,
+    LoadAdapter,
     Ranked,
     Refused,
     Register,
@@ -42,6 +45,7 @@ from protocol import (
     Shutdown,
     StepOutput,
     Tokenize,
+    UnloadAdapter,
 )
 
 log = structlog.get_logger()
@@ -82,13 +86,17 @@ class Router:
         self.on_silent: Callable[[str], None] = lambda worker_id: None  # the supervisor kills it
         self.on_demand: Callable[[str], None] = lambda model: None  # the supervisor starts one
         self.allow_remote_models = allow_remote_models
+        # LoRA adapters by model id: the base model whose workers serve them, and the adapter
+        self.adapters: dict[str, tuple[str, Adapter]] = {}
 
     def expect(self, model: str) -> None:
         """Declare a model the gateway serves; requests for it wait for its worker to register."""
         self.models.setdefault(model, ModelState(model))
 
     def model(self, name: str, param: str = "model") -> ModelState:
-        """The model's state; a 404 naming the request's field when no such model is served."""
+        """The model's state (an adapter's: its base's); a 404 naming the request's field when no
+        such model is served."""
+        name = self.adapters[name][0] if name in self.adapters else name
         state = self.models.get(name)
         if state is None:
             raise APIError(404, f"The model `{name}` does not exist.", "model_not_found", param)
@@ -153,7 +161,14 @@ class Router:
     async def open(
         self, model: str, task: str | None, requests: Sequence[Request], caller: Caller
     ) -> AsyncIterator[Stream]:
-        """Place the requests on one worker of `model`; on leaving, cancel whatever is unfinished."""
+        """Place the requests on one worker of `model` (an adapter's: of its base, each generation
+        carrying the adapter); on leaving, cancel whatever is unfinished."""
+        if model in self.adapters:
+            model, adapter = self.adapters[model]
+            requests = [
+                msgspec.structs.replace(r, adapter=adapter) if isinstance(r, Generate) else r
+                for r in requests
+            ]
         state = self.model(model)
         state.last_used = time.monotonic()
         if not state.workers:
@@ -195,14 +210,18 @@ class Router:
                     self._send(placed.worker, Cancel(request_id))
 
     async def ask(
-        self, model: str, task: str | None, request: Embed | Rerank | Tokenize | Detokenize, caller: Caller
+        self,
+        model: str,
+        task: str | None,
+        request: Embed | Rerank | Tokenize | Detokenize | LoadAdapter,
+        caller: Caller,
     ) -> Answer:
         """One request, one answer (embeddings, tokens, text); `task` None: any model will do."""
         async with self.open(model, task, [request], caller) as stream:
             async for _, item in stream:
                 assert not isinstance(item, Delta)
                 if isinstance(item, Embeddings | Ranked):
-                    self.models[model].prompt_tokens += item.prompt_tokens
+                    self.model(model).prompt_tokens += item.prompt_tokens
                 return item
         raise AssertionError("a one-answer stream ends with its answer or an error")
 
@@ -210,7 +229,7 @@ class Router:
         """Admission lets the sequence go: send it to its worker."""
         self._send(placed.worker, placed.request)
 
-    def _send(self, worker: Worker, message: Request | Cancel | Shutdown) -> None:
+    def _send(self, worker: Worker, message: Request | Cancel | Shutdown | UnloadAdapter) -> None:
         """Send now, without waiting. A worker that cannot be reached (gone, or its queue full) is
         lost: a Cancel it never gets would leave a sequence running unseen, so it is dropped (a local
         one killed and restarted) and what it held fails; soon, not inside the caller's loop."""
@@ -225,6 +244,11 @@ class Router:
             self.on_silent(worker.info.worker_id)
 
     # --- workers ------------------------------------------------------------------------
+
+    def tell_workers(self, model: str, message: UnloadAdapter) -> None:
+        """A message with no answer to every worker of the model."""
+        for worker in list(self.model(model).workers.values()):
+            self._send(worker, message)
 
     def shutdown_workers(self, drain: bool, model: str | None = None) -> None:
         """Ask the workers (of one model, or all) to stop; with drain, after what they hold."""

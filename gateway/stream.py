@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from gateway.errors import APIError
 from protocol import (
+    AdapterLoaded,
     Delta,
     Detokenize,
     Detokenized,
@@ -15,6 +16,7 @@ from protocol import (
     Embeddings,
     Failed,
     Generate,
+    LoadAdapter,
     Ranked,
     Rerank,
     Tokenize,
@@ -22,8 +24,9 @@ from protocol import (
     Transcribe,
 )
 
-Request = Generate | Transcribe | Embed | Rerank | Tokenize | Detokenize
-Answer = Embeddings | Ranked | Tokenized | Detokenized  # the one reply of a request that does not stream
+Request = Generate | Transcribe | Embed | Rerank | Tokenize | Detokenize | LoadAdapter
+# the one reply of a request that does not stream
+Answer = Embeddings | Ranked | Tokenized | Detokenized | AdapterLoaded
 
 
 class Stream:

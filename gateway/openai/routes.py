@@ -16,6 +16,7 @@ from gateway.openai.embeddings import embeddings
 from gateway.openai.generation import ChatShape, CompletionShape
 from gateway.openai.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from gateway.registry import ModelState
+from gateway.router import Router
 from gateway.state import ROUTER, SETTINGS, SUPERVISOR
 
 OWNER = "enginehouse"
@@ -63,14 +64,25 @@ def _tasks(request: web.Request) -> dict[str, str]:
     return {spec.id: spec.task for spec in request.app[SETTINGS].models()}
 
 
+def _adapter_object(router: Router, name: str, tasks: dict[str, str]) -> dict[str, object]:
+    """A LoRA adapter as vLLM lists one: its `parent` (the base model) and `root` (its directory)."""
+    base, adapter = router.adapters[name]
+    parent = _model_object(router.models[base], tasks)
+    return {**parent, "id": name, "parent": base, "root": adapter.path}
+
+
 async def list_models(request: web.Request) -> web.Response:
-    models, tasks = request.app[ROUTER].models.values(), _tasks(request)
-    return web.json_response({"object": "list", "data": [_model_object(state, tasks) for state in models]})
+    router, tasks = request.app[ROUTER], _tasks(request)
+    models = [_model_object(state, tasks) for state in router.models.values()]
+    models += [_adapter_object(router, name, tasks) for name in router.adapters]
+    return web.json_response({"object": "list", "data": models})
 
 
 async def get_model(request: web.Request) -> web.Response:
-    state = request.app[ROUTER].model(request.match_info["model"])
-    return web.json_response(_model_object(state, _tasks(request)))
+    router, name = request.app[ROUTER], request.match_info["model"]
+    if name in router.adapters:
+        return web.json_response(_adapter_object(router, name, _tasks(request)))
+    return web.json_response(_model_object(router.model(name), _tasks(request)))
 
 
 async def models_status(request: web.Request) -> web.Response:

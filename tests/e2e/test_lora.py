@@ -1,0 +1,123 @@
+"""LoRA adapters through the real server and the real `openai` client, on the torch engine: an
+adapter made with PEFT for SmolLM2-135M answers greedily what transformers + PEFT answer;
+requests for the base and for two adapters, sent at once, share the engine's steps and each gets
+what it gets alone; adapters load and unload at run time (vLLM's, the simple server's and
+llama.cpp's routes); one that does not fit is refused with the reason; an unknown one is a 404."""
+
+import concurrent.futures
+import copy
+import json
+
+import httpx
+import openai
+import pytest
+import torch
+
+from tests.server import start_server, stop_server
+from tests.workers.test_torch_lora import QUESTIONS, SOURCE, make_lora, peft_greedy
+from workers.engines.torch_engine import load_pretrained
+
+BASE = "smollm2-torch"
+
+
+@pytest.fixture(scope="module")
+def pristine():
+    return load_pretrained(SOURCE, torch.float32)[1]
+
+
+@pytest.fixture(scope="module")
+def loras(pristine, tmp_path_factory):
+    return [make_lora(pristine, tmp_path_factory.mktemp(f"lora{i}"), seed=i) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def served(loras, tmp_path_factory):
+    models = tmp_path_factory.mktemp("models") / "models.toml"
+    models.write_text(
+        f'[{BASE}]\nsource = "smollm2-135m-instruct"\nengine = "torch"\nmax_batch = 8\n'
+        f'[lora-one]\nbase = "{BASE}"\nadapter = "{loras[0]}"\n'
+    )
+    srv = start_server("--models", str(models))
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture
+def client(served):
+    return openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0)
+
+
+def greedy(client, model, question):
+    reply = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": question}], temperature=0, max_tokens=24
+    )
+    return reply.choices[0].message.content
+
+
+def test_a_declared_adapters_greedy_answer_is_transformers_and_pefts(client, pristine, loras):
+    question = QUESTIONS[2]
+    answer = greedy(client, "lora-one", question)
+    assert answer == peft_greedy(copy.deepcopy(pristine), loras[0], question)
+    assert answer != greedy(client, BASE, question)
+    listed = {m["id"]: m for m in client.models.list().model_dump()["data"]}
+    assert listed["lora-one"]["parent"] == BASE and listed["lora-one"]["root"] == str(loras[0])
+
+
+def test_base_and_adapters_at_once_share_steps_and_get_what_they_get_alone(client, served, loras):
+    reply = httpx.post(
+        f"{served.url}/v1/load_lora_adapter",
+        json={"lora_name": "lora-two", "lora_path": str(loras[1]), "base": BASE},
+        timeout=120,
+    )
+    assert reply.status_code == 200 and "added successfully" in reply.text
+    jobs = [(model, q) for q in QUESTIONS for model in (BASE, "lora-one", "lora-two")]
+    alone = {job: greedy(client, *job) for job in jobs}
+    before = _batched_steps(served)
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        together = dict(zip(jobs, pool.map(lambda job: greedy(client, *job), jobs), strict=True))
+    assert together == alone
+    assert _batched_steps(served) - before >= 10  # steps that advanced several sequences at once
+    assert len({alone[(m, QUESTIONS[2])] for m in (BASE, "lora-one", "lora-two")}) >= 2
+
+
+def _batched_steps(server):
+    status = httpx.get(f"{server.url}/v1/models/status", timeout=10).json()["data"]
+    steps = next(m for m in status if m["id"] == BASE)["steps_by_batch_size"]
+    return sum(count for size, count in steps.items() if int(size) >= 3)
+
+
+def test_load_unload_and_refusals(client, served, loras, tmp_path):
+    url = served.url
+    loaded = httpx.post(
+        f"{url}/v1/lora/load", json={"lora_name": "lora-three", "lora_path": str(loras[1])}, timeout=120
+    ).json()
+    assert (
+        loaded["status"] == "loaded"
+        and loaded["rank"] == 8
+        and loaded["target_modules"] == ["q_proj", "v_proj"]
+    )
+    listed = httpx.get(f"{url}/lora-adapters", timeout=10).json()
+    assert {a["name"] for a in listed} >= {"lora-one", "lora-three"}
+    assert greedy(client, "lora-three", QUESTIONS[0])
+    assert (
+        httpx.post(f"{url}/v1/lora/unload", json={"lora_name": "lora-three"}, timeout=30).status_code == 200
+    )
+    with pytest.raises(openai.NotFoundError):
+        greedy(client, "lora-three", QUESTIONS[0])
+    gone = httpx.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": "lora-three"}, timeout=30)
+    assert gone.status_code == 404
+    # rank 4 declared, rank 8 weights: refused with the reason, and not listed
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    config = json.loads((loras[0] / "adapter_config.json").read_text())
+    (wrong / "adapter_config.json").write_text(json.dumps({**config, "r": 4}))
+    (wrong / "adapter_model.safetensors").write_bytes((loras[0] / "adapter_model.safetensors").read_bytes())
+    refused = httpx.post(
+        f"{url}/v1/load_lora_adapter", json={"lora_name": "bad", "lora_path": str(wrong)}, timeout=60
+    )
+    assert refused.status_code == 400 and "rank 4" in refused.json()["error"]["message"]
+    assert "bad" not in {m.id for m in client.models.list().data}
+    scales = httpx.post(f"{url}/lora-adapters", json=[{"id": 0, "scale": 0.0}], timeout=10)
+    assert scales.status_code == 200
+    assert greedy(client, "lora-one", QUESTIONS[2]) == greedy(client, BASE, QUESTIONS[2])  # scale 0: the base
+    httpx.post(f"{url}/lora-adapters", json=[{"id": 0, "scale": 1.0}], timeout=10)
