@@ -12,6 +12,7 @@ docs/bench/. A benchmark, not a test: nothing here asserts a speed.
    500-line batch runs (`--only batch`, likewise).
 6. Rerank documents/s and speech to text's real-time factor at 1 and 4 files (`--only speech`,
    likewise).
+7. LoRA: 8 streams on the torch base against 8 streams split over 4 adapters (`--only lora`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import datetime
 import json
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,7 @@ from protocol import ChatMessage, Generate, SamplingParams
 from tests.server import Server, free_port, start_server, stop_server
 from workers.engines import load_engine
 from workers.settings import WorkerSettings
+from workers.sources import resolve
 
 MODEL = "smollm2-135m-instruct"
 EMBEDDER = "all-minilm-l6-v2"
@@ -374,6 +377,74 @@ def speech_section(rerank: list[tuple[str, Report]], speech: list[tuple[str, int
     return lines
 
 
+LORA_HEADING = "## LoRA adapters: the base alone against four adapters in one batch"
+
+
+def lora_runs(server: Server, directory: Path) -> tuple[Report, list[Report], float]:
+    """8 streams of 128 tokens on the torch base; then 8 streams, two on each of 4 adapters made
+    with PEFT (r=8 on q_proj and v_proj), at once. Returns the base's report, the adapters', and the
+    adapters' output tok/s together."""
+    import torch
+
+    from tests.workers.test_torch_lora import make_lora
+    from workers.engines.torch_engine import load_pretrained
+
+    base = f"{MODEL}-torch"
+    _, model = load_pretrained(resolve(SOURCE), torch.float32)
+    names = []
+    for i in range(4):
+        path = make_lora(model, directory / f"lora{i}", seed=i)
+        httpx.post(
+            f"{server.url}/v1/load_lora_adapter",
+            json={"lora_name": f"lora{i}", "lora_path": str(path), "base": base},
+            timeout=600,
+        ).raise_for_status()
+        names.append(f"lora{i}")
+    options = dict(concurrency=8, num_requests=16, max_tokens=TOKENS)
+    bench(server.url, model=base, max_tokens=8)
+    alone = bench(server.url, model=base, **options)
+
+    async def together() -> list[Report]:
+        settings = [
+            BenchSettings(
+                url=server.url, progress=False, model=name, concurrency=2, num_requests=4, max_tokens=TOKENS
+            )
+            for name in names
+        ]
+        return list(await asyncio.gather(*(run(s) for s in settings)))
+
+    started = time.perf_counter()
+    split = asyncio.run(together())
+    rate = sum(r.output_tokens for r in split) / (time.perf_counter() - started)
+    print(f"lora: base {alone.output_tok_s:.1f} tok/s, 4 adapters {rate:.1f} tok/s")
+    return alone, split, rate
+
+
+def lora_section(alone: Report, split: list[Report], rate: float) -> list[str]:
+    return [
+        LORA_HEADING,
+        "",
+        f"Measured {datetime.date.today()}. `{MODEL}-torch` (the torch engine, fp32), 8 streams of "
+        f"{TOKENS} tokens (16 requests) on the base alone; then 8 streams at once split over 4 LoRA "
+        "adapters made with PEFT (r=8 on q_proj and v_proj; 2 streams and 4 requests each), loaded "
+        "at run time with `/v1/load_lora_adapter`. The rows of all four adapters decode in the same "
+        "steps, each with its own low-rank update. Goal: the adapters' throughput at least 80% of "
+        "the base's.",
+        "",
+        "| load | output tok/s | TTFT median ms |",
+        "|---|---|---|",
+        f"| base, 8 streams | {alone.output_tok_s:.1f} | {alone.ttft_ms.median:.0f} |",
+        f"| 4 adapters x 2 streams | {rate:.1f} | {statistics.median(r.ttft_ms.median for r in split):.0f} |",
+        "",
+        f"Ratio: {rate / alone.output_tok_s:.2f}. ONNX Runtime GenAI is not in this table: its model "
+        "builder folds an adapter into the graph as fixed weights, so a swappable adapter needs the "
+        "LoRA weights turned into graph inputs and an `.onnx_adapter` file per adapter, which is not "
+        "built yet; adapters on an ONNX or OpenVINO base are refused with that reason.",
+        "",
+        "`python -m tests.benchmarks.run --only lora` (also part of `make bench`)",
+    ]
+
+
 def overhead_runs(url: str, plots: Path | None) -> list[Report]:
     reports = []
     bench(url, model="test-engine", max_tokens=64)
@@ -407,7 +478,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument(
-        "--only", choices=["structured", "batch", "speech"], help="run one part, rewrite its section"
+        "--only", choices=["structured", "batch", "speech", "lora"], help="run one part, rewrite its section"
     )
     arguments = parser.parse_args()
     out = Path(arguments.out)
@@ -423,6 +494,9 @@ def main() -> None:
             if arguments.only == "batch":
                 rewrite_section(out, BATCH_HEADING, batch_section(*batch_runs(server)))
                 return
+            if arguments.only == "lora":
+                rewrite_section(out, LORA_HEADING, lora_section(*lora_runs(server, Path(directory))))
+                return
             if arguments.only == "speech":
                 rewrite_section(out, SPEECH_HEADING, speech_section(*speech_runs(server, Path(directory))))
                 return
@@ -431,6 +505,7 @@ def main() -> None:
             beside_batch = batch_runs(server)
             embeddings = embedding_runs(server)
             speech = speech_runs(server, Path(directory))
+            adapters = lora_runs(server, Path(directory))
             overhead = overhead_runs(server.url, plots)
         finally:
             stop_server(server)
@@ -438,6 +513,7 @@ def main() -> None:
     local = {variant: in_process(variant) for variant in CHAT_VARIANTS}
     out.write_text(document(chat, local, embeddings, overhead, bare, structured, beside_batch))
     rewrite_section(out, SPEECH_HEADING, speech_section(*speech))
+    rewrite_section(out, LORA_HEADING, lora_section(*adapters))
 
 
 def document(
