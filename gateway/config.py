@@ -382,11 +382,13 @@ class Settings(BaseSettings):
             base = bases.get(spec.base)
             if base is None:
                 raise ModelsFileError(f"[{spec.id}] base: `{spec.base}` is not a model served here")
-            if base.engine != "torch" or base.task != "generate":
+            if base.engine not in ("torch", "onnx") or base.task != "generate":
                 raise ModelsFileError(
-                    f"[{spec.id}] base: LoRA adapters are served on torch generation models; `{spec.base}` "
-                    f"runs on {base.engine} ({base.task})"
+                    f"[{spec.id}] base: LoRA adapters are served on torch and onnx generation models; "
+                    f"`{spec.base}` runs on {base.engine} ({base.task})"
                 )
+            if base.engine == "onnx":  # its model is built with LoRA inputs of the first's shape
+                base.options.setdefault("adapter_shape", spec.adapter or "")
 
     def default_model(self, task: str = "generate") -> str:
         """For routes of single-model servers (llama.cpp's, the simple REST ones) called without a

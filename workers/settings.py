@@ -96,6 +96,11 @@ class WorkerSettings(BaseSettings):
         description="ctranslate2: the weights' type at run time (int8, int8_float32, float32, float16...)",
     )
     beam_size: int = Field(1, ge=1, le=16, description="ctranslate2: Whisper's beam (1: greedy, the fastest)")
+    adapter_shape: Path | None = Field(
+        None,
+        description="onnx: build the model (fp32) with LoRA inputs of this PEFT adapter's rank and layers, "
+        "so that adapters of that shape are served, each request its own",
+    )
     temperature: float = Field(1.0, ge=0.0, description="default for requests that leave it out")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="default for requests that leave it out")
     # --- a remote worker's CurveZMQ keys (files from `enginehouse keys`) ---

@@ -1,7 +1,7 @@
-"""LoRA adapters through the real server and the real `openai` client, on the torch engine: an
-adapter made with PEFT for SmolLM2-135M answers greedily what transformers + PEFT answer;
-requests for the base and for two adapters, sent at once, share the engine's steps and each gets
-what it gets alone; adapters load and unload at run time (vLLM's, the simple server's and
+"""LoRA adapters through the real server and the real `openai` client, on the torch and the ONNX
+engines: an adapter made with PEFT for SmolLM2-135M answers greedily what transformers + PEFT
+answer; requests for the base and for two adapters, sent at once, share the engine's steps and each
+gets what it gets alone; adapters load and unload at run time (vLLM's, the simple server's and
 llama.cpp's routes); one that does not fit is refused with the reason; an unknown one is a 404."""
 
 import concurrent.futures
@@ -18,6 +18,7 @@ from tests.workers.test_torch_lora import QUESTIONS, SOURCE, make_lora, peft_gre
 from workers.engines.torch_engine import load_pretrained
 
 BASE = "smollm2-torch"
+ONNX_BASE = "smollm2-onnx"  # built in fp32 with LoRA inputs of its declared adapter's shape
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,8 @@ def served(loras, tmp_path_factory):
     models.write_text(
         f'[{BASE}]\nsource = "smollm2-135m-instruct"\nengine = "torch"\nmax_batch = 8\n'
         f'[lora-one]\nbase = "{BASE}"\nadapter = "{loras[0]}"\n'
+        f'[{ONNX_BASE}]\nsource = "smollm2-135m-instruct"\nengine = "onnx"\nmax_batch = 8\n'
+        f'[lora-onnx]\nbase = "{ONNX_BASE}"\nadapter = "{loras[0]}"\n'
     )
     srv = start_server("--models", str(models))
     yield srv
@@ -80,9 +83,28 @@ def test_base_and_adapters_at_once_share_steps_and_get_what_they_get_alone(clien
     assert len({alone[(m, QUESTIONS[2])] for m in (BASE, "lora-one", "lora-two")}) >= 2
 
 
-def _batched_steps(server):
+def test_on_onnx_adapters_answer_as_peft_and_share_steps_with_the_base(client, served, pristine, loras):
+    question = QUESTIONS[2]
+    assert greedy(client, "lora-onnx", question) == peft_greedy(copy.deepcopy(pristine), loras[0], question)
+    reply = httpx.post(
+        f"{served.url}/v1/lora/load",
+        json={"lora_name": "lora-onnx-two", "lora_path": str(loras[1]), "base": ONNX_BASE},
+        timeout=120,
+    )
+    assert reply.status_code == 200, reply.text
+    jobs = [(model, q) for q in QUESTIONS for model in (ONNX_BASE, "lora-onnx", "lora-onnx-two")]
+    alone = {job: greedy(client, *job) for job in jobs}
+    before = _batched_steps(served, ONNX_BASE)
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        together = dict(zip(jobs, pool.map(lambda job: greedy(client, *job), jobs), strict=True))
+    assert together == alone
+    assert _batched_steps(served, ONNX_BASE) - before >= 10
+    assert len({alone[(m, question)] for m in (ONNX_BASE, "lora-onnx", "lora-onnx-two")}) >= 2
+
+
+def _batched_steps(server, base=BASE):
     status = httpx.get(f"{server.url}/v1/models/status", timeout=10).json()["data"]
-    steps = next(m for m in status if m["id"] == BASE)["steps_by_batch_size"]
+    steps = next(m for m in status if m["id"] == base)["steps_by_batch_size"]
     return sum(count for size, count in steps.items() if int(size) >= 3)
 
 

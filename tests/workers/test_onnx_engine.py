@@ -12,6 +12,7 @@ from workers.engines.base import RequestError
 from workers.engines.onnx.convert import GENAI_CONFIG, build, genai_context_length
 from workers.engines.onnx.encoder import OnnxEmbedder
 from workers.engines.onnx.generation import OnnxEngine
+from workers.engines.onnx.lora import OnnxAdapters
 from workers.engines.torch_encoder import TorchEmbedder
 from workers.model_files import load_tokenizer
 from workers.sources import resolve
@@ -28,8 +29,9 @@ def built(model_cache):
 
 
 @pytest.fixture(scope="module")
-def engine(built):
-    return OnnxEngine(built, load_tokenizer(built), "cpu", 1, 4, genai_context_length(built))
+def engine(built, model_cache):
+    adapters = OnnxAdapters(model_cache, 8)
+    return OnnxEngine(built, load_tokenizer(built), "cpu", 1, 4, genai_context_length(built), adapters)
 
 
 def test_the_gguf_is_built_once_with_its_tokenizer_and_config(built):

@@ -16,18 +16,13 @@ reason.
 
 from __future__ import annotations
 
-import json
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from workers.engines.base import RequestError
-
-CONFIG, WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+from workers.peft_lora import mismatch, read_peft
 
 
 @dataclass
@@ -71,11 +66,6 @@ class LoRALinear(nn.Module):
                 part = x.index_select(0, rows)
                 out.index_add_(0, rows, (part @ pair.a.T) @ pair.b.T * pair.scale)
         return out
-
-
-def _error(path: str, reason: str) -> RequestError:
-    message = f"The adapter at {path} does not fit this model: {reason}"
-    return RequestError(400, "adapter_mismatch", message, "lora_path")
 
 
 class Adapters:
@@ -139,53 +129,22 @@ class Adapters:
         return wrapper
 
     def _read(self, name: str, path: str, scale: float) -> LoadedAdapter:
-        from safetensors.torch import load_file
-
-        directory = Path(path)
-        if not (directory / CONFIG).is_file() or not (directory / WEIGHTS).is_file():
-            message = f"{path} is not a PEFT LoRA directory ({CONFIG} and {WEIGHTS})"
-            raise RequestError(400, "invalid_adapter", message, "lora_path")
-        config = json.loads((directory / CONFIG).read_text())
-        if config.get("peft_type", "LORA") != "LORA":
-            raise _error(path, f"it is a {config.get('peft_type')} adapter, not LoRA")
-        for option in ("use_dora", "fan_in_fan_out"):
-            if config.get(option):
-                raise _error(path, f"`{option}` adapters are not served here")
-        rank = int(config["r"])
-        alpha = float(config.get("lora_alpha", rank))
-        factor = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank  # PEFT's
-        weights = load_file(str(directory / WEIGHTS))
+        lora = read_peft(path)
         modules = dict(self.model.named_modules())
         parameter = next(self.model.parameters())
-        halves: dict[str, dict[str, torch.Tensor]] = {}
-        for key, tensor in weights.items():
-            for half in ("lora_A", "lora_B"):
-                marker = f".{half}."
-                if marker in key:
-                    module = key.split(marker)[0].removeprefix("base_model.model.")
-                    halves.setdefault(module, {})[half] = tensor
-                    break
-            else:
-                raise _error(path, f"it holds {key!r}, which is not a LoRA weight this server applies")
         pairs = {}
-        for module_name, both in halves.items():
-            target = modules.get(module_name)
+        for layer, (a, b) in lora.pairs.items():
+            target = modules.get(layer)
             if isinstance(target, LoRALinear):
                 target = target.base
             if not isinstance(target, nn.Linear):
-                raise _error(path, f"it targets `{module_name}`, a linear layer this {self.model_type} lacks")
-            a, b = both.get("lora_A"), both.get("lora_B")
-            if a is None or b is None:
-                raise _error(path, f"`{module_name}` lacks its lora_A or lora_B weight")
-            if a.shape != (rank, target.in_features) or b.shape != (target.out_features, rank):
-                raise _error(
+                raise mismatch(path, f"it targets `{layer}`, a linear layer this {self.model_type} lacks")
+            if a.shape != (lora.rank, target.in_features) or b.shape != (target.out_features, lora.rank):
+                raise mismatch(
                     path,
-                    f"`{module_name}` is {target.in_features} -> {target.out_features} here, the adapter's "
-                    f"A {tuple(a.shape)} and B {tuple(b.shape)} with rank {rank} do not fit it",
+                    f"`{layer}` is {target.in_features} -> {target.out_features} here, the adapter's "
+                    f"A {tuple(a.shape)} and B {tuple(b.shape)} with rank {lora.rank} do not fit it",
                 )
-            a, b = (t.to(parameter.device, parameter.dtype) for t in (a, b))
-            pairs[module_name] = _Pair(a, b, factor * scale)
-        if not pairs:
-            raise _error(path, "it holds no LoRA weights")
-        targets = sorted({m.rsplit(".", 1)[-1] for m in pairs})
-        return LoadedAdapter(name, path, rank, targets, pairs, factor, scale)
+            pair = (torch.from_numpy(t.copy()).to(parameter.device, parameter.dtype) for t in (a, b))
+            pairs[layer] = _Pair(*pair, lora.factor * scale)
+        return LoadedAdapter(name, path, lora.rank, lora.targets, pairs, lora.factor, scale)

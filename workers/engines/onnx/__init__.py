@@ -8,6 +8,7 @@ import structlog
 from workers.engines.base import Engine
 from workers.engines.cross_encoder import is_cross_encoder
 from workers.engines.onnx.convert import build, genai_context_length
+from workers.engines.onnx.lora import OnnxAdapters
 from workers.model_files import load_tokenizer
 from workers.settings import WorkerSettings
 from workers.sources import resolve
@@ -31,7 +32,13 @@ def load(settings: WorkerSettings) -> Engine:
     if provider not in PROVIDERS:
         raise ValueError(f"the onnx engine runs on {', '.join(PROVIDERS)}; not on {settings.device!r}")
     if not (source / "genai_config.json").is_file():
-        source = build(source, settings.cache_dir, settings.onnx_precision, say=lambda text: log.info(text))
+        source = build(
+            source,
+            settings.cache_dir,
+            settings.onnx_precision,
+            say=lambda text: log.info(text),
+            adapter_shape=settings.adapter_shape,
+        )
     length = min(genai_context_length(source), settings.context_length or 1 << 62)
     return OnnxEngine(
         source,
@@ -40,4 +47,5 @@ def load(settings: WorkerSettings) -> Engine:
         settings.threads,
         settings.max_batch,
         length,
+        OnnxAdapters(settings.cache_dir, settings.max_adapters),
     )

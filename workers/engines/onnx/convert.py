@@ -39,17 +39,28 @@ def require_convert_extra() -> None:
         )
 
 
-def onnx_directory(cache_dir: Path, source: Path, precision: Precision) -> Path:
-    """This source's ONNX directory in the cache: named by its path, size and the precision."""
-    return entry(cache_dir / "onnx", f"{source.stem}-{precision}", source, extra=precision)
+def onnx_directory(cache_dir: Path, source: Path, precision: Precision, lora: str = "") -> Path:
+    """This source's ONNX directory in the cache: named by its path, size and the precision (and the
+    LoRA shape it takes adapters of)."""
+    name = f"{source.stem}-{precision}" + (f"-lora-{lora[:40]}" if lora else "")
+    return entry(cache_dir / "onnx", name, source, extra=precision + lora)
 
 
 def build(
-    source: Path, cache_dir: Path, precision: Precision = "int4", say: Callable[[str], None] = print
+    source: Path,
+    cache_dir: Path,
+    precision: Precision = "int4",
+    say: Callable[[str], None] = print,
+    adapter_shape: Path | None = None,
 ) -> Path:
     """The ONNX directory of this source (a GGUF or a Hugging Face directory), built now if the
-    cache does not have it yet."""
-    target = onnx_directory(cache_dir, source, precision)
+    cache does not have it yet. With `adapter_shape` (a PEFT directory), built in fp32 with LoRA
+    inputs of that adapter's rank and layers (onnx/lora.py)."""
+    from workers.engines.onnx.lora import make_adapter_ready, shape_of
+
+    lora = shape_of(adapter_shape) if adapter_shape is not None else ""
+    precision = "fp32" if lora else precision
+    target = onnx_directory(cache_dir, source, precision, lora)
     if (target / GENAI_CONFIG).exists():
         return target
     require_convert_extra()
@@ -67,6 +78,8 @@ def build(
             "-c",
             str(staging.scratch / "cache"),
         ]
+        if adapter_shape is not None:
+            command += ["--extra_options", f"adapter_path={adapter_shape}"]
         run = subprocess.run(
             command, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True, check=False
         )
@@ -74,6 +87,8 @@ def build(
             last = (run.stderr or run.stdout).strip().splitlines()[-3:]
             raise RuntimeError(f"the ONNX Runtime GenAI model builder failed: {' | '.join(last)}")
         shutil.copy(hf / "config.json", staging.model / "config.json")
+        if adapter_shape is not None:
+            make_adapter_ready(staging.model)
     log.info("built", target=str(target))
     return target
 

@@ -35,10 +35,11 @@ import onnxruntime_genai as og
 import structlog
 import torch
 
-from protocol import Delta, Generate, SamplingParams
+from protocol import Adapter, AdapterLoaded, Delta, Generate, SamplingParams, Transcribe
 from workers import logprobs
 from workers.engines.base import Capabilities
 from workers.engines.interleaved import InterleavedEngine
+from workers.engines.onnx.lora import OnnxAdapters
 from workers.engines.torch_sampling import RowSampler, choose_tokens
 from workers.grammar import Grammars, mask_logits
 from workers.prompts import prompt_ids
@@ -55,6 +56,7 @@ class _Running:
     sampler: RowSampler | None  # set when the request needs rules ONNX Runtime GenAI lacks
     matcher: Any = None  # xgrammar's GrammarMatcher when it decodes under a grammar
     fresh: bool = True  # its prompt is not in the model yet
+    adapter: str | None = None  # the LoRA adapter active on its Generator
 
     @property
     def request_id(self) -> str:
@@ -85,9 +87,11 @@ class OnnxEngine(InterleavedEngine[_Running]):
         threads: int,
         max_batch: int,
         context_length: int,
+        adapters: OnnxAdapters,
     ) -> None:
         super().__init__(max_batch)
         self.model = og.Model(_config(directory, provider, threads))
+        self.adapters = adapters.bind(self.model, directory)
         self.tokenizer = tokenizer
         self.vocab_size = len(tokenizer)
         self.context_length = context_length
@@ -129,7 +133,21 @@ class OnnxEngine(InterleavedEngine[_Running]):
 
     # --- the Engine interface -----------------------------------------------------------
 
-    def add(self, request: Generate) -> None:
+    def load_adapter(self, request_id: str, adapter: Adapter) -> AdapterLoaded:
+        lora = self.adapters.get(adapter, self._adapters_in_use())
+        return AdapterLoaded(request_id, adapter.name, lora.rank, lora.targets)
+
+    def unload_adapter(self, name: str) -> None:
+        if name not in self._adapters_in_use():  # a running Generator keeps its own until it ends
+            self.adapters.unload(name)
+
+    def _adapters_in_use(self) -> set[str]:
+        return {r.adapter for r in [*self.running, *self.waiting] if r.adapter is not None}
+
+    def add(self, request: Generate | Transcribe) -> None:
+        assert isinstance(request, Generate)  # the gateway sends a model only its tasks
+        if request.adapter is not None:
+            self.load_adapter(request.request_id, request.adapter)
         ids = prompt_ids(self.tokenizer, request, self.vocab_size)
         seq = Sequence.start(request, ids, self.context_length, self._decode)
         p = request.params
@@ -138,7 +156,11 @@ class OnnxEngine(InterleavedEngine[_Running]):
         if seq.echo and seq.logprobs is None:
             seq.prompt_logprobs = logprobs.prompt_pieces(ids, self.pieces)
         sampler = RowSampler(p, ids) if own_rules else None
-        self.admit(_Running(seq, self._generator(p, ids, seq.budget), sampler, matcher))
+        generator = self._generator(p, ids, seq.budget)
+        adapter = request.adapter.name if request.adapter is not None else None
+        if adapter is not None:
+            self.adapters.activate(generator, adapter)
+        self.admit(_Running(seq, generator, sampler, matcher, adapter=adapter))
 
     def advance(self, row: _Running) -> Delta:
         generator, seq = row.generator, row.seq
