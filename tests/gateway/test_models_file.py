@@ -91,3 +91,47 @@ def test_the_server_refuses_a_bad_file_before_starting(tmp_path):
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"enginehouse serve: {path}:3: [a] engine:")
+
+
+ADAPTERS = """
+[base-torch]
+source = "smollm2-135m-instruct"
+engine = "torch"
+
+[base-onnx]
+source = "smollm2-135m-instruct"
+engine = "onnx"
+
+[lora-a]
+base = "base-torch"
+adapter = "/adapters/a"
+scale = 0.5
+
+[lora-b]
+base = "base-onnx"
+adapter = "/adapters/b"
+"""
+
+
+def test_adapters_are_served_by_their_base_and_an_onnx_base_takes_their_shape(tmp_path):
+    settings = Settings(models_file=write(tmp_path, ADAPTERS))
+    assert [m.id for m in settings.models()] == ["base-torch", "base-onnx"]
+    assert [(a.id, a.base, a.adapter, a.scale) for a in settings.adapters()] == [
+        ("lora-a", "base-torch", "/adapters/a", 0.5),
+        ("lora-b", "base-onnx", "/adapters/b", 1.0),
+    ]
+    assert settings.models()[1].options["adapter_shape"] == "/adapters/b"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[x]\nbase = "nothing"\nadapter = "/a"\n', "`nothing` is not a model served here"),
+        ('[ov]\nsource = "smollm2-135m-instruct"\nengine = "openvino"\n[x]\nbase = "ov"\nadapter = "/a"\n',
+         "served on torch and onnx generation models; `ov` runs on openvino"),
+        ('[x]\nsource = "s"\nbase = "y"\n', "needs both `base`"),
+    ],
+)  # fmt: skip
+def test_an_adapter_without_a_base_that_serves_adapters_is_refused(tmp_path, table, message):
+    with pytest.raises(ModelsFileError, match=message.replace("(", r"\(")):
+        Settings(models_file=write(tmp_path, table)).models()
