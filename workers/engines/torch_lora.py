@@ -44,28 +44,51 @@ class LoadedAdapter:
 
 
 class _Routing:
-    """Which rows of the current forward use which adapter: (adapter name, row index tensor)."""
+    """The adapter of each row of the current forward (None: the base alone); `version` changes
+    whenever that or an adapter's weights or scale do, so each layer rebuilds its per-row stack."""
 
     def __init__(self) -> None:
-        self.groups: list[tuple[str, torch.Tensor]] = []
+        self.rows: tuple[str | None, ...] = ()
+        self.version = 0
 
 
 class LoRALinear(nn.Module):
-    """A base nn.Linear plus the low-rank updates of the adapters that target it, per row."""
+    """A base nn.Linear plus the low-rank updates of the adapters that target it, per row: one
+    adapter for every row is two matmuls; a mixed batch is two batched matmuls over per-row stacks
+    of A and B (zeros for a row without an update here), rebuilt only when the rows change."""
 
     def __init__(self, base: nn.Linear, name: str, routing: _Routing) -> None:
         super().__init__()
         self.base, self.name, self.routing = base, name, routing
         self.pairs: dict[str, _Pair] = {}
+        self._stack: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
-        for adapter, rows in self.routing.groups:
-            pair = self.pairs.get(adapter)
-            if pair is not None:
-                part = x.index_select(0, rows)
-                out.index_add_(0, rows, (part @ pair.a.T) @ pair.b.T * pair.scale)
-        return out
+        rows = self.routing.rows
+        used = {name for name in rows if name is not None and name in self.pairs}
+        if not used:
+            return out
+        if len(set(rows)) == 1:  # every row the same adapter: PEFT's own order of operations
+            pair = self.pairs[rows[0]]  # type: ignore[index]
+            return out + (x @ pair.a.T) @ pair.b.T * pair.scale
+        _, a, b, scales = self._stacked(x)
+        return out + torch.bmm(torch.bmm(x, a), b) * scales
+
+    def _stacked(self, x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._stack is None or self._stack[0] != self.routing.version:
+            rows = self.routing.rows
+            rank = max(self.pairs[n].a.shape[0] for n in rows if n is not None and n in self.pairs)
+            a = x.new_zeros((len(rows), self.base.in_features, rank))
+            b = x.new_zeros((len(rows), rank, self.base.out_features))
+            scales = x.new_zeros((len(rows), 1, 1))
+            for i, name in enumerate(rows):
+                pair = self.pairs.get(name) if name is not None else None
+                if pair is not None:
+                    r = pair.a.shape[0]
+                    a[i, :, :r], b[i, :r, :], scales[i] = pair.a.T, pair.b.T, pair.scale
+            self._stack = (self.routing.version, a, b, scales)
+        return self._stack
 
 
 class Adapters:
@@ -90,26 +113,26 @@ class Adapters:
         for module_name, pair in adapter.pairs.items():
             self._wrap(module_name).pairs[name] = pair
         self.loaded[name] = adapter
+        self.routing.version += 1
         return adapter
 
     def _scale(self, adapter: LoadedAdapter, scale: float) -> None:
+        self.routing.version += 1
         for pair in adapter.pairs.values():
             pair.scale = pair.scale / adapter.scale * scale if adapter.scale else adapter.factor * scale
         adapter.scale = scale
 
     def unload(self, name: str) -> None:
+        self.routing.version += 1
         if self.loaded.pop(name, None) is not None:
             for wrapper in self.wrapped.values():
                 wrapper.pairs.pop(name, None)
 
     def route(self, rows: list[str | None]) -> None:
         """Set before a forward: row i of its batch uses adapter rows[i] (None: the base alone)."""
-        groups: dict[str, list[int]] = {}
-        for i, name in enumerate(rows):
-            if name is not None:
-                groups.setdefault(name, []).append(i)
-        device = next(self.model.parameters()).device
-        self.routing.groups = [(n, torch.tensor(ix, device=device)) for n, ix in groups.items()]
+        if tuple(rows) != self.routing.rows:
+            self.routing.rows = tuple(rows)
+            self.routing.version += 1
 
     def _evict(self, keep: set[str]) -> None:
         while len(self.loaded) >= self.limit:
