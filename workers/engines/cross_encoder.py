@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from protocol import Failed, Ranked, Rerank
-from workers.engines.base import RequestError
-from workers.engines.encoder import Encoder, in_passes
+from workers.engines.encoder import Encoder
 
 
 def is_cross_encoder(model_dir: Path) -> bool:
@@ -60,22 +59,13 @@ class CrossEncoder(Encoder):
         token_type_ids."""
 
     def rerank(self, requests: list[Rerank], between: Callable[[], set[str]] = set) -> list[Ranked | Failed]:
-        results: list[Ranked | Failed] = []
-        accepted: list[tuple[Rerank, list[tuple[list[int], list[int]]]]] = []
-        cancelled: set[str] = set()
-        for request in requests:
-            try:
-                accepted.append((request, [self._pair(request, i) for i in range(len(request.documents))]))
-            except RequestError as exc:
-                results.append(Failed(request.request_id, exc.status, exc.code, exc.message, exc.param))
-        work = [(request.request_id, pair) for request, pairs in accepted for pair in pairs]
-        scores = in_passes(work, self._scores, between, cancelled)
-        for request, pairs in accepted:
-            if request.request_id not in cancelled:
-                tokens = sum(len(ids) for ids, _ in pairs)
-                results.append(Ranked(request.request_id, scores[request.request_id], tokens))
-        self.stats.steps += 1
-        return results
+        def inputs(request: Rerank, cancelled: set[str]) -> list[tuple[list[int], list[int]]]:
+            return [self._pair(request, i) for i in range(len(request.documents))]
+
+        def answer(request: Rerank, pairs: list[tuple[list[int], list[int]]], scores: list[float]) -> Ranked:
+            return Ranked(request.request_id, scores, sum(len(ids) for ids, _ in pairs))
+
+        return self.answer_in_passes(requests, inputs, self._scores, answer, between)
 
     def _pair(self, request: Rerank, index: int) -> tuple[list[int], list[int]]:
         """The query and one document as the model reads them: ids and token types."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from protocol import Embed, Embeddings, Failed, Ranked, Rerank
 from workers.engines.base import RequestError
-from workers.engines.encoder import FORWARD_BATCH, Encoder, in_passes
+from workers.engines.encoder import FORWARD_BATCH, Encoder
 
 
 class Embedder(Encoder):
@@ -41,23 +41,15 @@ class Embedder(Encoder):
         of work on a CPU: the worker goes on heartbeating between them); a request cancelled
         meanwhile gets no answer, one with a bad input fails alone. Inputs are tokenized
         FORWARD_BATCH at a time, with `between` after each too."""
-        results: list[Embeddings | Failed] = []
-        accepted: list[tuple[Embed, list[list[int]]]] = []
-        cancelled: set[str] = set()
-        for request in requests:
-            try:
-                accepted.append((request, self._inputs(request, between, cancelled)))
-            except RequestError as exc:
-                results.append(Failed(request.request_id, exc.status, exc.code, exc.message, exc.param))
-        work = [(request.request_id, ids) for request, inputs in accepted for ids in inputs]
-        vectors = in_passes(work, self._vectors, between, cancelled)
-        for request, inputs in accepted:
-            if request.request_id not in cancelled:
-                tokens = sum(len(ids) for ids in inputs)
-                mine = vectors.get(request.request_id, [])
-                results.append(Embeddings(request.request_id, [v.tobytes() for v in mine], tokens))
-        self.stats.steps += 1
-        return results
+
+        def answer(request: Embed, inputs: list[list[int]], vectors: list[np.ndarray]) -> Embeddings:
+            tokens = sum(len(ids) for ids in inputs)
+            return Embeddings(request.request_id, [v.tobytes() for v in vectors], tokens)
+
+        def inputs(request: Embed, cancelled: set[str]) -> list[list[int]]:
+            return self._inputs(request, between, cancelled)
+
+        return self.answer_in_passes(requests, inputs, self._vectors, answer, between)
 
     def _inputs(
         self, request: Embed, between: Callable[[], set[str]], cancelled: set[str]
@@ -105,24 +97,17 @@ class Embedder(Encoder):
 
     def rerank(self, requests: list[Rerank], between: Callable[[], set[str]] = set) -> list[Ranked | Failed]:
         """Query and documents embedded in the same passes; a score is a cosine similarity."""
-        results: list[Ranked | Failed] = []
-        accepted: list[tuple[Rerank, list[list[int]]]] = []
-        cancelled: set[str] = set()
-        for request in requests:
-            try:
-                query, *documents = self.tokenizer([request.query, *request.documents])["input_ids"]
-                fitted = [self.fitted(query, "The query", request.truncate, "query")]
-                for i, ids in enumerate(documents):
-                    fitted.append(self.fitted(ids, f"Document {i}", request.truncate, "documents"))
-                accepted.append((request, fitted))
-            except RequestError as exc:
-                results.append(Failed(request.request_id, exc.status, exc.code, exc.message, exc.param))
-        work = [(request.request_id, ids) for request, inputs in accepted for ids in inputs]
-        vectors = in_passes(work, self._vectors, between, cancelled)
-        for request, inputs in accepted:
-            if request.request_id not in cancelled:
-                query, *documents = vectors[request.request_id]
-                scores = [float(np.dot(query, document)) for document in documents]
-                results.append(Ranked(request.request_id, scores, sum(len(ids) for ids in inputs)))
-        self.stats.steps += 1
-        return results
+
+        def inputs(request: Rerank, cancelled: set[str]) -> list[list[int]]:
+            query, *documents = self.tokenizer([request.query, *request.documents])["input_ids"]
+            fitted = [self.fitted(query, "The query", request.truncate, "query")]
+            for i, ids in enumerate(documents):
+                fitted.append(self.fitted(ids, f"Document {i}", request.truncate, "documents"))
+            return fitted
+
+        def answer(request: Rerank, inputs: list[list[int]], vectors: list[np.ndarray]) -> Ranked:
+            query, *documents = vectors
+            scores = [float(np.dot(query, document)) for document in documents]
+            return Ranked(request.request_id, scores, sum(len(ids) for ids in inputs))
+
+        return self.answer_in_passes(requests, inputs, self._vectors, answer, between)

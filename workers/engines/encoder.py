@@ -10,12 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from protocol import Delta, Generate, Transcribe
+from protocol import Delta, Failed, Generate, Transcribe
 from workers.engines.base import Capabilities, Engine, EngineStats, RequestError
 
 FORWARD_BATCH = 64  # inputs per forward pass; more requests' inputs are split into several
 In = TypeVar("In")
 Out = TypeVar("Out")
+Req = TypeVar("Req", bound=Any)
+Answer = TypeVar("Answer")
 
 
 def max_input_tokens(model_dir: Path) -> int:
@@ -61,6 +63,33 @@ class Encoder(Engine):
             context_length=self.max_tokens,
             embedding_dimension=dimension,
         )
+
+    def answer_in_passes(
+        self,
+        requests: list[Req],
+        inputs: Callable[[Req, set[str]], list[In]],
+        forward: Callable[[list[In]], list[Out]],
+        answer: Callable[[Req, list[In], list[Out]], Answer],
+        between: Callable[[], set[str]],
+    ) -> list[Answer | Failed]:
+        """Each request's inputs (a RequestError fails that request alone; `inputs` may add to the
+        cancelled set as it goes), all of them through `forward` in bounded passes, then each
+        request's answer from its inputs and outputs; a request cancelled meanwhile gets none."""
+        results: list[Answer | Failed] = []
+        accepted: list[tuple[Req, list[In]]] = []
+        cancelled: set[str] = set()
+        for request in requests:
+            try:
+                accepted.append((request, inputs(request, cancelled)))
+            except RequestError as exc:
+                results.append(Failed(request.request_id, exc.status, exc.code, exc.message, exc.param))
+        work = [(request.request_id, item) for request, items in accepted for item in items]
+        outputs = in_passes(work, forward, between, cancelled)
+        for request, items in accepted:
+            if request.request_id not in cancelled:
+                results.append(answer(request, items, outputs.get(request.request_id, [])))
+        self.stats.steps += 1
+        return results
 
     def fitted(self, ids: list[int], what: str, truncate: bool, param: str) -> list[int]:
         """Token ids (special tokens included) within the model's length: cut when `truncate`,
