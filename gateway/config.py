@@ -360,7 +360,6 @@ class Settings(BaseSettings):
                 models = [m for m in DEFAULT_MODELS if m.preload or m.task == "transcription"]
             if self.test_engine:
                 models = [*models, TEST_ENGINE]
-            self._check_adapters(models)
             self._adapters = [m for m in models if m.base is not None]
             models = [m for m in models if m.base is None]
             self._models = [m.model_copy(update={"device": self.device or m.device}) for m in models]
@@ -370,25 +369,6 @@ class Settings(BaseSettings):
         """The LoRA adapters of the models file (each served by its base model's workers)."""
         self.models()
         return self._adapters
-
-    @staticmethod
-    def _check_adapters(models: list[ModelSpec]) -> None:
-        from gateway.models_file import ModelsFileError
-
-        bases = {m.id: m for m in models if m.base is None}
-        for spec in models:
-            if spec.base is None:
-                continue
-            base = bases.get(spec.base)
-            if base is None:
-                raise ModelsFileError(f"[{spec.id}] base: `{spec.base}` is not a model served here")
-            if base.engine not in ("torch", "onnx") or base.task != "generate":
-                raise ModelsFileError(
-                    f"[{spec.id}] base: LoRA adapters are served on torch and onnx generation models; "
-                    f"`{spec.base}` runs on {base.engine} ({base.task})"
-                )
-            if base.engine == "onnx":  # its model is built with LoRA inputs of the first's shape
-                base.options.setdefault("adapter_shape", spec.adapter or "")
 
     def default_model(self, task: str = "generate") -> str:
         """For routes of single-model servers (llama.cpp's, the simple REST ones) called without a

@@ -63,9 +63,32 @@ def load(path: Path, may_be_empty: bool = False) -> list[ModelSpec]:
             f"{path}: no models: add one table per model id (a gateway served only by remote workers "
             "takes an empty file with --allow-remote-models)"
         )
+    problems += [f"{path}:{_line(text, spec.id, 'base')}: {problem}" for spec, problem in _adapters(specs)]
     if problems:
         raise ModelsFileError("\n".join(problems))
     return specs
+
+
+def _adapters(specs: list[ModelSpec]) -> list[tuple[ModelSpec, str]]:
+    """What is wrong with the LoRA adapters' bases; an onnx base is set to be built with LoRA inputs
+    of its first adapter's shape."""
+    bases = {m.id: m for m in specs if m.base is None}
+    problems = []
+    for spec in specs:
+        if spec.base is None:
+            continue
+        base = bases.get(spec.base)
+        if base is None:
+            problems.append((spec, f"[{spec.id}] base: `{spec.base}` is not a model served here"))
+        elif base.engine not in ("torch", "onnx") or base.task != "generate":
+            problems.append((
+                spec,
+                f"[{spec.id}] base: LoRA adapters are served on torch and onnx generation models; "
+                f"`{spec.base}` runs on {base.engine} ({base.task})",
+            ))  # fmt: skip
+        elif base.engine == "onnx":
+            base.options.setdefault("adapter_shape", spec.adapter or "")
+    return problems
 
 
 def _line(text: str, model_id: str, field: str | None = None) -> int:
