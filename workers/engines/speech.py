@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ class _Job:
     segments: Iterator[Any]
     heard: Heard | None
     tokens: int = 0
-    texts: list[str] = field(default_factory=list)
 
 
 class SpeechEngine(Engine):
