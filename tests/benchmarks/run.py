@@ -394,11 +394,13 @@ def lora_adapters(directory: Path) -> list[Path]:
 
     from tests.workers.test_torch_lora import make_lora
     from workers.engines.torch_engine import load_pretrained
+    from workers.gguf_to_hf import as_hf_directory
+    from workers.settings import DEFAULT_CACHE_DIR
 
     found = sorted(directory.glob("lora?"))
     if len(found) == 4:
         return found
-    _, model = load_pretrained(resolve(SOURCE), torch.float32)
+    _, model = load_pretrained(as_hf_directory(resolve(SOURCE), DEFAULT_CACHE_DIR, print), torch.float32)
     return [make_lora(model, directory / f"lora{i}", seed=i) for i in range(4)]
 
 

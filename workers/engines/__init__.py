@@ -32,6 +32,7 @@ def load_engine(settings: WorkerSettings) -> Engine:
             settings.context_length,
             settings.prefill_chunk,
             settings.max_adapters,
+            settings.cache_dir,
         )
     if settings.engine == "openvino":
         from workers.engines.openvino import load

@@ -65,7 +65,7 @@ def build(
         return target
     require_convert_extra()
     with staged(target, GENAI_CONFIG) as staging:
-        hf = as_hf_directory(source, staging.scratch, say)
+        hf = as_hf_directory(source, cache_dir, say)
         say(f"building the {precision} ONNX model with ONNX Runtime GenAI's model builder")
         command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf)]
         command += [

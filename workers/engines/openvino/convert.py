@@ -117,7 +117,7 @@ def export(
     command = [str(optimum_cli(cli)), "export", "openvino", "--task", "text-generation-with-past"]
     command += weight_arguments(weight_format, npu)
     with staged(target, IR_FILE) as staging:
-        hf = as_hf_directory(source, staging.scratch, say)
+        hf = as_hf_directory(source, cache_dir, say)
         say(f"exporting with optimum-intel: {' '.join(command[3:])}")
         _run([*command, "--model", str(hf), str(staging.model)], say)
     log.info("exported", target=str(target), weight_format=weight_format, npu=npu)
