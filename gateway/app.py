@@ -30,7 +30,7 @@ from gateway.middlewares import (
 from gateway.openai import add_routes
 from gateway.openapi import openapi_json
 from gateway.ratelimit import SharedRateLimiter
-from gateway.router import Bounds, Router
+from gateway.router import Bounds, LoRA, Router
 from gateway.shared_share import share_across_gateways
 from gateway.simple import add_routes as simple_routes
 from gateway.state import ERROR_STYLES, GUARDS, METRICS, NOTIFIER, ROUTER, SETTINGS, SUPERVISOR, Guards
@@ -91,7 +91,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         router.expect(spec.id)
     for spec in settings.adapters():
         assert spec.base is not None and spec.adapter is not None
-        router.adapters[spec.id] = (spec.base, Adapter(spec.id, spec.adapter, spec.scale))
+        adapter = Adapter(spec.id, spec.adapter, spec.scale)
+        router.adapters[spec.id] = LoRA(spec.base, adapter, own_worker=spec.has_worker)
     for spec in settings.models():
         if spec.preload:
             router.load(spec.id)  # the others load on their first request

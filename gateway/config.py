@@ -40,7 +40,8 @@ class ModelSpec(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     # engine options, passed to the worker as flags (`kv_cache_gb = 2` → --kv-cache-gb 2)
     options: dict[str, str | int | float | bool] = {}
-    # a LoRA adapter: served by its base model's workers (no worker of its own), named by its id
+    # a LoRA adapter, named by its id: served by its base model's workers, or on OpenVINO by a
+    # worker of its own (OpenVINO GenAI fixes a pipeline's adapters)
     base: str | None = Field(None, min_length=1)  # the model id it adapts
     adapter: str | None = Field(None, min_length=1)  # its PEFT directory
     scale: float = Field(1.0, ge=0.0, le=100.0)
@@ -60,6 +61,19 @@ class ModelSpec(BaseModel):
                 "an adapter needs both `base` (the model it adapts) and `adapter` (its PEFT directory)"
             )
         return self
+
+    @property
+    def has_worker(self) -> bool:
+        """A model has workers of its own; an adapter only on OpenVINO (elsewhere its base's serve it)."""
+        return self.base is None or self.engine == "openvino"
+
+    def adapting(self, base: ModelSpec) -> ModelSpec:
+        """This adapter as it is served on `base`: by the base's workers, or on OpenVINO by a worker
+        of its own, which is the base's spec under the adapter's id and keep-alive."""
+        if base.engine != "openvino":
+            return self.model_copy(update={"engine": base.engine, "task": base.task})
+        keep = {"id", "base", "adapter", "scale", "preload", "keep_alive"}
+        return base.model_copy(update={name: getattr(self, name) for name in keep})
 
     @field_validator("task", mode="before")
     @classmethod
@@ -361,12 +375,13 @@ class Settings(BaseSettings):
             if self.test_engine:
                 models = [*models, TEST_ENGINE]
             self._adapters = [m for m in models if m.base is not None]
-            models = [m for m in models if m.base is None]
+            models = [m for m in models if m.has_worker]
             self._models = [m.model_copy(update={"device": self.device or m.device}) for m in models]
         return self._models
 
     def adapters(self) -> list[ModelSpec]:
-        """The LoRA adapters of the models file (each served by its base model's workers)."""
+        """The LoRA adapters of the models file (those on OpenVINO are among models() too: each has a
+        worker of its own)."""
         self.models()
         return self._adapters
 

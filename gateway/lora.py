@@ -6,10 +6,13 @@
 - llama.cpp's `GET /lora-adapters` (the list: id, path, scale) and `POST /lora-adapters`
   (`[{id, scale}]`: set scales; 0 turns an adapter off).
 
-An adapter is served by its base model's workers (`base`: default, the first torch generation model)
-and named by its own model id in requests. Loading one asks a worker of the base to load and check
-it (a PEFT directory that does not fit is refused with the reason); a worker that lacks it later
-loads it on its first request. Loading and unloading need an admin key once admin keys are set.
+An adapter is named by its own model id in requests. On torch and ONNX Runtime it is served by its
+base model's workers (`base`: default, the first torch generation model): loading one asks a worker
+of the base to load and check it (a PEFT directory that does not fit is refused with the reason); a
+worker that lacks it later loads it on its first request. On OpenVINO, whose pipelines fix their
+adapters, a worker of the base checks it and then it gets a worker of its own (the base's model
+with the adapter applied), started at once; its scale is set then. Loading and unloading need an
+admin key once admin keys are set.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import uuid
 from aiohttp import web
 from pydantic import Field
 
+from gateway.config import ModelSpec
 from gateway.errors import APIError
 from gateway.http.body import StrictBody, read_body
-from gateway.router import Router
-from gateway.state import CALLER, ROUTER, SETTINGS
+from gateway.router import LoRA
+from gateway.state import CALLER, ROUTER, SETTINGS, SUPERVISOR
 from protocol import Adapter, AdapterLoaded, LoadAdapter, UnloadAdapter
 
 ID = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
@@ -61,7 +65,20 @@ async def _load(request: web.Request) -> tuple[str, AdapterLoaded]:
     adapter = Adapter(body.lora_name, body.lora_path, body.scale)
     answer = await router.ask(base, "chat", LoadAdapter(uuid.uuid4().hex, adapter), request[CALLER])
     assert isinstance(answer, AdapterLoaded)
-    router.adapters[body.lora_name] = (base, adapter)
+    supervisor = request.app[SUPERVISOR]
+    spec = supervisor.specs.get(base)
+    own_worker = spec is not None and spec.engine == "openvino"
+    router.adapters[body.lora_name] = LoRA(base, adapter, own_worker)
+    if own_worker:
+        assert spec is not None
+        declared = ModelSpec(id=adapter.name, base=base, adapter=adapter.path, scale=adapter.scale)
+        supervisor.add(declared.adapting(spec))
+        try:
+            await router.wait_ready(adapter.name)
+        except APIError:
+            del router.adapters[adapter.name]
+            await supervisor.forget(adapter.name)
+            raise
     return base, answer
 
 
@@ -76,11 +93,15 @@ def _default_base(request: web.Request) -> str:
     return found
 
 
-def _unload(router: Router, name: str) -> str:
+async def _unload(request: web.Request, name: str) -> str:
+    router = request.app[ROUTER]
     if name not in router.adapters:
         raise APIError(404, f"The LoRA adapter '{name}' cannot be found.", "adapter_not_found", "lora_name")
-    base, _ = router.adapters.pop(name)
-    router.tell_workers(base, UnloadAdapter(name))
+    base, _, own_worker = router.adapters.pop(name)
+    if own_worker:
+        await request.app[SUPERVISOR].forget(name)
+    else:
+        router.tell_workers(base, UnloadAdapter(name))
     return base
 
 
@@ -91,7 +112,7 @@ async def load_vllm(request: web.Request) -> web.Response:
 
 async def unload_vllm(request: web.Request) -> web.Response:
     name = (await read_body(request, UnloadBody)).lora_name
-    _unload(request.app[ROUTER], name)
+    await _unload(request, name)
     return web.Response(text=f"Success: LoRA adapter '{name}' removed successfully.")
 
 
@@ -103,7 +124,7 @@ async def load_json(request: web.Request) -> web.Response:
 
 async def unload_json(request: web.Request) -> web.Response:
     name = (await read_body(request, UnloadBody)).lora_name
-    base = _unload(request.app[ROUTER], name)
+    base = await _unload(request, name)
     return web.json_response({"status": "unloaded", "lora_name": name, "base": base})
 
 
@@ -111,8 +132,8 @@ async def list_llamacpp(request: web.Request) -> web.Response:
     adapters = request.app[ROUTER].adapters
     return web.json_response(
         [
-            {"id": i, "name": name, "path": adapter.path, "scale": adapter.scale, "base": base}
-            for i, (name, (base, adapter)) in enumerate(adapters.items())
+            {"id": i, "name": name, "path": lora.adapter.path, "scale": lora.adapter.scale, "base": lora.base}
+            for i, (name, lora) in enumerate(adapters.items())
         ]
     )
 
@@ -131,9 +152,19 @@ async def scales_llamacpp(request: web.Request) -> web.Response:
             raise APIError(
                 400, f"There is no adapter {item.id} (there are {len(names)}).", "invalid_value", "id"
             )
+        lora = adapters[names[item.id]]
+        if lora.own_worker and item.scale != lora.adapter.scale:
+            raise APIError(
+                400,
+                f"`{lora.adapter.name}` runs on OpenVINO, whose pipeline fixes its adapter's scale: "
+                "unload it and load it again with the scale.",
+                "invalid_value",
+                "scale",
+            )
     for item in items:  # requests after this one carry the new scale; the workers apply it then
-        base, adapter = adapters[names[item.id]]
-        adapters[names[item.id]] = (base, Adapter(adapter.name, adapter.path, item.scale))
+        lora = adapters[names[item.id]]
+        adapter = Adapter(lora.adapter.name, lora.adapter.path, item.scale)
+        adapters[names[item.id]] = lora._replace(adapter=adapter)
     return web.json_response({"success": True})
 
 

@@ -63,32 +63,36 @@ def load(path: Path, may_be_empty: bool = False) -> list[ModelSpec]:
             f"{path}: no models: add one table per model id (a gateway served only by remote workers "
             "takes an empty file with --allow-remote-models)"
         )
-    problems += [f"{path}:{_line(text, spec.id, 'base')}: {problem}" for spec, problem in _adapters(specs)]
+    specs, wrong = _adapters(specs)
+    problems += [f"{path}:{_line(text, spec.id, 'base')}: {problem}" for spec, problem in wrong]
     if problems:
         raise ModelsFileError("\n".join(problems))
     return specs
 
 
-def _adapters(specs: list[ModelSpec]) -> list[tuple[ModelSpec, str]]:
-    """What is wrong with the LoRA adapters' bases; an onnx base is set to be built with LoRA inputs
-    of its first adapter's shape."""
+def _adapters(specs: list[ModelSpec]) -> tuple[list[ModelSpec], list[tuple[ModelSpec, str]]]:
+    """The specs with each LoRA adapter as it is served on its base (ModelSpec.adapting), and what is
+    wrong with the adapters' bases. An onnx base is set to be built with LoRA inputs of its first
+    adapter's shape."""
     bases = {m.id: m for m in specs if m.base is None}
-    problems = []
+    served, problems = [], []
     for spec in specs:
+        base = bases.get(spec.base) if spec.base is not None else None
         if spec.base is None:
-            continue
-        base = bases.get(spec.base)
-        if base is None:
+            served.append(spec)
+        elif base is None:
             problems.append((spec, f"[{spec.id}] base: `{spec.base}` is not a model served here"))
-        elif base.engine not in ("torch", "onnx") or base.task != "generate":
+        elif base.engine not in ("torch", "onnx", "openvino") or base.task != "generate":
             problems.append((
                 spec,
-                f"[{spec.id}] base: LoRA adapters are served on torch and onnx generation models; "
-                f"`{spec.base}` runs on {base.engine} ({base.task})",
+                f"[{spec.id}] base: LoRA adapters are served on torch, onnx and openvino generation "
+                f"models; `{spec.base}` runs on {base.engine} ({base.task})",
             ))  # fmt: skip
-        elif base.engine == "onnx":
-            base.options.setdefault("adapter_shape", spec.adapter or "")
-    return problems
+        else:
+            if base.engine == "onnx":
+                base.options.setdefault("adapter_shape", spec.adapter or "")
+            served.append(spec.adapting(base))
+    return served, problems
 
 
 def _line(text: str, model_id: str, field: str | None = None) -> int:

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import structlog
@@ -52,6 +53,15 @@ log = structlog.get_logger()
 MAX_REMOTE_MODELS = 64  # models that only remote workers serve (with --allow-remote-models)
 
 
+class LoRA(NamedTuple):
+    """A LoRA adapter served here: the model it adapts, the adapter, and whether a worker of its own
+    serves it (OpenVINO) rather than its base's workers (the requests then carry it)."""
+
+    base: str
+    adapter: Adapter
+    own_worker: bool = False
+
+
 @dataclass(frozen=True)
 class Bounds:
     load_timeout: float  # a request waits this long for its model's first worker
@@ -86,8 +96,7 @@ class Router:
         self.on_silent: Callable[[str], None] = lambda worker_id: None  # the supervisor kills it
         self.on_demand: Callable[[str], None] = lambda model: None  # the supervisor starts one
         self.allow_remote_models = allow_remote_models
-        # LoRA adapters by model id: the base model whose workers serve them, and the adapter
-        self.adapters: dict[str, tuple[str, Adapter]] = {}
+        self.adapters: dict[str, LoRA] = {}  # by model id
 
     def expect(self, model: str) -> None:
         """Declare a model the gateway serves; requests for it wait for its worker to register."""
@@ -96,11 +105,16 @@ class Router:
     def model(self, name: str, param: str = "model") -> ModelState:
         """The model's state (an adapter's: its base's); a 404 naming the request's field when no
         such model is served."""
-        name = self.adapters[name][0] if name in self.adapters else name
+        name = self.served_by(name)
         state = self.models.get(name)
         if state is None:
             raise APIError(404, f"The model `{name}` does not exist.", "model_not_found", param)
         return state
+
+    def served_by(self, name: str) -> str:
+        """The model whose workers serve this one: an adapter's base, unless it has its own."""
+        lora = self.adapters.get(name)
+        return lora.base if lora is not None and not lora.own_worker else name
 
     def load(self, model: str) -> None:
         """Ask for a worker of the model (once: later requests wait for the same load)."""
@@ -163,8 +177,8 @@ class Router:
     ) -> AsyncIterator[Stream]:
         """Place the requests on one worker of `model` (an adapter's: of its base, each generation
         carrying the adapter); on leaving, cancel whatever is unfinished."""
-        if model in self.adapters:
-            model, adapter = self.adapters[model]
+        if self.served_by(model) != model:
+            model, adapter, _ = self.adapters[model]
             requests = [
                 msgspec.structs.replace(r, adapter=adapter) if isinstance(r, Generate) else r
                 for r in requests

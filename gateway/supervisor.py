@@ -44,6 +44,17 @@ class Supervisor:
         spec = self.specs[model]
         self._tasks[model] = [asyncio.create_task(self._keep_running(spec)) for _ in range(spec.replicas)]
 
+    def add(self, spec: ModelSpec) -> None:
+        """Serve one more model (an adapter loaded at run time with a worker of its own)."""
+        self.specs[spec.id] = spec
+        self.router.expect(spec.id)
+
+    async def forget(self, model: str) -> None:
+        """Unload a model added at run time and stop serving it."""
+        await self.unload(model)
+        self.specs.pop(model, None)
+        self.router.models.pop(model, None)
+
     def _evict(self, arriving: str) -> None:
         idle = [
             state
@@ -181,6 +192,8 @@ class Supervisor:
             command += ["--threads", str(threads)]
         if spec.context_length:
             command += ["--context-length", str(spec.context_length)]
+        if spec.adapter is not None:  # an adapter with a worker of its own (OpenVINO)
+            command += ["--adapter", spec.adapter, "--adapter-scale", str(spec.scale)]
         for name, value in spec.options.items():
             command += [
                 f"--{name.replace('_', '-')}",

@@ -9,6 +9,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,3 +69,41 @@ def read_peft(path: str) -> PeftLora:
     if not pairs:
         raise mismatch(path, "it holds no LoRA weights")
     return PeftLora(path, rank, factor, pairs)
+
+
+def check_fits(lora: PeftLora, shapes: dict[str, tuple[int, int]], model: str) -> None:
+    """Refuse an adapter that targets a linear layer `shapes` (layer → (in, out)) lacks, or whose
+    A and B do not fit that layer's shape."""
+    for layer, (a, b) in lora.pairs.items():
+        if layer not in shapes:
+            raise mismatch(lora.path, f"it targets `{layer}`, a linear layer this {model} lacks")
+        fan_in, fan_out = shapes[layer]
+        if a.shape != (lora.rank, fan_in) or b.shape != (fan_out, lora.rank):
+            raise mismatch(
+                lora.path,
+                f"`{layer}` is {fan_in} -> {fan_out} here, the adapter's A {tuple(a.shape)} and "
+                f"B {tuple(b.shape)} with rank {lora.rank} do not fit it",
+            )
+
+
+def decoder_shapes(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """The linear layers (in, out) of a Llama-style decoder (Llama, Mistral, Qwen2, SmolLM...) from its
+    config.json, named as in the Hugging Face model: for an engine whose model keeps no such names."""
+    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    head = config.get("head_dim") or hidden // heads
+    kv = config.get("num_key_value_heads") or heads
+    inner = config["intermediate_size"]
+    layer = {
+        "self_attn.q_proj": (hidden, heads * head),
+        "self_attn.k_proj": (hidden, kv * head),
+        "self_attn.v_proj": (hidden, kv * head),
+        "self_attn.o_proj": (heads * head, hidden),
+        "mlp.gate_proj": (hidden, inner),
+        "mlp.up_proj": (hidden, inner),
+        "mlp.down_proj": (inner, hidden),
+    }
+    return {
+        f"model.layers.{i}.{name}": shape
+        for i in range(config["num_hidden_layers"])
+        for name, shape in layer.items()
+    }

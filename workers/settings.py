@@ -12,7 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from protocol.logs import LogFormat
 
-WeightFormat = Literal["fp16", "int8", "int4"]  # what optimum-intel writes for OpenVINO
+DEFAULT_CACHE_DIR = Path("~/.cache/enginehouse").expanduser()
+WeightFormat = Literal["fp32", "fp16", "int8", "int4"]  # what optimum-intel writes for OpenVINO
 
 
 def default_threads() -> int:
@@ -54,7 +55,7 @@ class WorkerSettings(BaseSettings):
     )
     threads: int = Field(default_factory=default_threads, ge=1, description="CPU threads for the engine")
     cache_dir: Path = Field(
-        Path("~/.cache/enginehouse").expanduser(),
+        DEFAULT_CACHE_DIR,
         description="models converted for an engine are kept here (OpenVINO IR, ONNX)",
     )
     max_adapters: int = Field(
@@ -79,6 +80,13 @@ class WorkerSettings(BaseSettings):
         "(make convert-tools; on an NPU symmetric, int4 channel-wise); left out, a GGUF keeps its own "
         "and a Hugging Face directory becomes int8",
     )
+    adapter: Path | None = Field(
+        None,
+        description="openvino: serve the model with this PEFT LoRA adapter applied to every request "
+        "(OpenVINO GenAI fixes a pipeline's adapters, so an adapter is a worker of its own; the source "
+        "is exported with optimum-intel, which keeps the layer names the adapter targets)",
+    )
+    adapter_scale: float = Field(1.0, ge=0.0, description="openvino: the --adapter's scale")
     npu_max_prompt_len: int = Field(
         1024, ge=64, description="openvino npu: longest prompt (rounded up to 64)"
     )

@@ -66,14 +66,14 @@ def _tasks(request: web.Request) -> dict[str, str]:
 
 def _adapter_object(router: Router, name: str, tasks: dict[str, str]) -> dict[str, object]:
     """A LoRA adapter as vLLM lists one: its `parent` (the base model) and `root` (its directory)."""
-    base, adapter = router.adapters[name]
-    parent = _model_object(router.models[base], tasks)
-    return {**parent, "id": name, "parent": base, "root": adapter.path}
+    base, adapter, _ = router.adapters[name]
+    model = _model_object(router.model(name), tasks)
+    return {**model, "id": name, "parent": base, "root": adapter.path}
 
 
 async def list_models(request: web.Request) -> web.Response:
     router, tasks = request.app[ROUTER], _tasks(request)
-    models = [_model_object(state, tasks) for state in router.models.values()]
+    models = [_model_object(m, tasks) for m in router.models.values() if m.name not in router.adapters]
     models += [_adapter_object(router, name, tasks) for name in router.adapters]
     return web.json_response({"object": "list", "data": models})
 

@@ -1,12 +1,14 @@
-"""LoRA adapters through the real server and the real `openai` client, on the torch and the ONNX
-engines: an adapter made with PEFT for SmolLM2-135M answers greedily what transformers + PEFT
+"""LoRA adapters through the real server and the real `openai` client, on the torch, ONNX and
+OpenVINO engines: an adapter made with PEFT for SmolLM2-135M answers greedily what transformers + PEFT
 answer; requests for the base and for two adapters, sent at once, share the engine's steps and each
 gets what it gets alone; adapters load and unload at run time (vLLM's, the simple server's and
-llama.cpp's routes); one that does not fit is refused with the reason; an unknown one is a 404."""
+llama.cpp's routes); one that does not fit is refused with the reason; an unknown one is a 404. On
+OpenVINO an adapter is a worker of its own, started when it is declared or loaded."""
 
 import concurrent.futures
 import copy
 import json
+import os
 
 import httpx
 import openai
@@ -16,14 +18,17 @@ import torch
 from tests.server import start_server, stop_server
 from tests.workers.test_torch_lora import QUESTIONS, SOURCE, make_lora, peft_greedy
 from workers.engines.torch_engine import load_pretrained
+from workers.gguf_to_hf import as_hf_directory
+from workers.settings import DEFAULT_CACHE_DIR
 
 BASE = "smollm2-torch"
 ONNX_BASE = "smollm2-onnx"  # built in fp32 with LoRA inputs of its declared adapter's shape
+OV_BASE = "smollm2-openvino"  # the GGUF's own weights; its adapters run on optimum-intel's fp16 export
 
 
 @pytest.fixture(scope="module")
 def pristine():
-    return load_pretrained(SOURCE, torch.float32)[1]
+    return load_pretrained(as_hf_directory(SOURCE, DEFAULT_CACHE_DIR, print), torch.float32)[1]
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +44,8 @@ def served(loras, tmp_path_factory):
         f'[lora-one]\nbase = "{BASE}"\nadapter = "{loras[0]}"\n'
         f'[{ONNX_BASE}]\nsource = "smollm2-135m-instruct"\nengine = "onnx"\nmax_batch = 8\n'
         f'[lora-onnx]\nbase = "{ONNX_BASE}"\nadapter = "{loras[0]}"\n'
+        f'[{OV_BASE}]\nsource = "smollm2-135m-instruct"\nengine = "openvino"\npreload = false\n'
+        f'[lora-ov]\nbase = "{OV_BASE}"\nadapter = "{loras[0]}"\n'
     )
     srv = start_server("--models", str(models))
     yield srv
@@ -143,3 +150,58 @@ def test_load_unload_and_refusals(client, served, loras, tmp_path):
     assert scales.status_code == 200
     assert greedy(client, "lora-one", QUESTIONS[2]) == greedy(client, BASE, QUESTIONS[2])  # scale 0: the base
     httpx.post(f"{url}/lora-adapters", json=[{"id": 0, "scale": 1.0}], timeout=10)
+
+
+def test_on_openvino_an_adapter_is_a_worker_of_its_own_that_answers_as_peft(
+    client, served, pristine, loras, tmp_path
+):
+    """OpenVINO GenAI fixes a pipeline's adapters: the declared adapter runs in a worker of its own
+    (the adapter fused into optimum-intel's export of the base), answering as transformers + PEFT;
+    one loaded at run time is checked by a worker of the base, then gets its worker, which goes
+    when it is unloaded."""
+    question = QUESTIONS[1]
+    assert greedy(client, "lora-ov", question) == peft_greedy(copy.deepcopy(pristine), loras[0], question)
+    assert greedy(client, "lora-ov", question) != greedy(client, OV_BASE, question)
+    listed = {m["id"]: m for m in client.models.list().model_dump()["data"]}
+    assert listed["lora-ov"]["parent"] == OV_BASE
+    url = served.url
+    loaded = httpx.post(
+        f"{url}/v1/load_lora_adapter",
+        json={"lora_name": "lora-ov-two", "lora_path": str(loras[1]), "base": OV_BASE},
+        timeout=300,
+    )
+    assert loaded.status_code == 200, loaded.text
+    worker = served.status("lora-ov-two")["replicas"][0]["pid"]
+    assert greedy(client, "lora-ov-two", question) == peft_greedy(copy.deepcopy(pristine), loras[1], question)
+    unloaded = httpx.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": "lora-ov-two"}, timeout=60)
+    assert unloaded.status_code == 200
+    with pytest.raises(openai.NotFoundError):
+        greedy(client, "lora-ov-two", question)
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)
+    # an adapter for a layer this model lacks: refused by the base's check, no worker started
+    from safetensors.numpy import load_file, save_file
+
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "adapter_config.json").write_bytes((loras[0] / "adapter_config.json").read_bytes())
+    weights = load_file(str(loras[0] / "adapter_model.safetensors"))
+    save_file(
+        {k.replace("layers.0.", "layers.99."): v for k, v in weights.items()},
+        str(wrong / "adapter_model.safetensors"),
+    )
+    refused = httpx.post(
+        f"{url}/v1/load_lora_adapter",
+        json={"lora_name": "bad-ov", "lora_path": str(wrong), "base": OV_BASE},
+        timeout=60,
+    )
+    assert refused.status_code == 400 and "layers.99" in refused.json()["error"]["message"]
+    assert "bad-ov" not in {m.id for m in client.models.list().data}
+    scale = httpx.post(
+        f"{url}/lora-adapters", json=[{"id": _place(url, "lora-ov"), "scale": 0.5}], timeout=10
+    )
+    assert scale.status_code == 400 and "unload it and load it again" in scale.json()["error"]["message"]
+
+
+def _place(url, name):
+    return next(a["id"] for a in httpx.get(f"{url}/lora-adapters", timeout=10).json() if a["name"] == name)

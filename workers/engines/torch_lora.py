@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workers.peft_lora import mismatch, read_peft
+from workers.peft_lora import check_fits, read_peft
 
 
 @dataclass
@@ -153,21 +153,16 @@ class Adapters:
 
     def _read(self, name: str, path: str, scale: float) -> LoadedAdapter:
         lora = read_peft(path)
-        modules = dict(self.model.named_modules())
+        linears = {
+            layer: module.base if isinstance(module, LoRALinear) else module
+            for layer, module in self.model.named_modules()
+            if isinstance(module, nn.Linear | LoRALinear)
+        }
+        shapes = {layer: (linear.in_features, linear.out_features) for layer, linear in linears.items()}
+        check_fits(lora, shapes, self.model_type)
         parameter = next(self.model.parameters())
         pairs = {}
         for layer, (a, b) in lora.pairs.items():
-            target = modules.get(layer)
-            if isinstance(target, LoRALinear):
-                target = target.base
-            if not isinstance(target, nn.Linear):
-                raise mismatch(path, f"it targets `{layer}`, a linear layer this {self.model_type} lacks")
-            if a.shape != (lora.rank, target.in_features) or b.shape != (target.out_features, lora.rank):
-                raise mismatch(
-                    path,
-                    f"`{layer}` is {target.in_features} -> {target.out_features} here, the adapter's "
-                    f"A {tuple(a.shape)} and B {tuple(b.shape)} with rank {lora.rank} do not fit it",
-                )
             pair = (torch.from_numpy(t.copy()).to(parameter.device, parameter.dtype) for t in (a, b))
             pairs[layer] = _Pair(*pair, lora.factor * scale)
         return LoadedAdapter(name, path, lora.rank, lora.targets, pairs, lora.factor, scale)

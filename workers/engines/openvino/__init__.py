@@ -24,6 +24,7 @@ from workers.settings import WorkerSettings
 from workers.sources import resolve
 
 log = structlog.get_logger()
+ADAPTER_WEIGHTS = "fp16"  # an adapter's base, exported by optimum-intel (measured: docs/benchmarks.md)
 
 
 def load(settings: WorkerSettings) -> Engine:
@@ -52,6 +53,11 @@ def load(settings: WorkerSettings) -> Engine:
     if not (source / "config.json").is_file():
         raise ValueError(f"{source} has no config.json: the KV cache is sized from the model's shape")
     config = json.loads((source / "config.json").read_text())
+    adapter = None
+    if settings.adapter is not None:
+        from workers.engines.openvino.lora import adapter_config
+
+        adapter = adapter_config(settings.adapter, settings.adapter_scale, source, config)
     scheduler = SchedulerOptions(
         kv_blocks=kv_cache_blocks(config, device, settings.kv_cache_precision, settings.kv_cache_gb),
         max_batch=settings.max_batch,
@@ -60,17 +66,19 @@ def load(settings: WorkerSettings) -> Engine:
     )
     properties = batching_properties(device, settings.threads, compiled, settings.kv_cache_precision)
     length = min(context_length(source), settings.context_length or 1 << 62)
-    return BatchingEngine(source, tokenizer, device, scheduler, properties, length)
+    return BatchingEngine(source, tokenizer, device, scheduler, properties, length, config, adapter)
 
 
 def ir_to_serve(source: Path, settings: WorkerSettings, npu: bool) -> Path:
     """The IR directory to serve: the source if it is one, else its conversion in the cache (a GGUF
-    with its own weights unless a weight format is set, a Hugging Face directory with optimum-intel)."""
+    with its own weights unless a weight format or an adapter is set, a Hugging Face directory with
+    optimum-intel)."""
     if (source / IR_FILE).is_file():
         return source
-    if source.suffix == ".gguf" and settings.openvino_weight_format is None:
+    if source.suffix == ".gguf" and settings.openvino_weight_format is None and settings.adapter is None:
         return gguf_to_ir(source, settings.cache_dir)
     if not (source / "config.json").is_file() and source.suffix != ".gguf":
         raise ValueError(f"{source} is neither OpenVINO IR, a GGUF file nor a Hugging Face directory")
-    weights = settings.openvino_weight_format or "int8"
+    # an adapter needs the layers' names, which only optimum-intel's export keeps
+    weights = settings.openvino_weight_format or (ADAPTER_WEIGHTS if settings.adapter else "int8")
     return export(source, settings.cache_dir, weights, npu, say=lambda text: log.info(text))

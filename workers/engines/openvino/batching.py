@@ -19,16 +19,21 @@ import openvino as ov
 import openvino_genai as ov_genai
 import structlog
 
-from protocol import Delta, Failed, Generate, TokenLogprob
+from protocol import Adapter, AdapterLoaded, Delta, Failed, Generate, TokenLogprob
 from workers import logprobs
-from workers.engines.base import Capabilities, Engine, EngineStats
+from workers.engines.base import Capabilities, Engine, EngineStats, RequestError
 from workers.engines.openvino.generation_config import generation_config
+from workers.engines.openvino.lora import checked
 from workers.grammar import Grammars
 from workers.prompts import prompt_ids
 from workers.sequence import Sequence
 
 log = structlog.get_logger()
 
+_OWN_WORKER = (
+    "On OpenVINO a LoRA adapter is served by a worker of its own (its pipeline fixes its adapters); "
+    "this worker serves the base model"
+)
 _NO_ROOM = "The prompt does not fit the KV cache; shorten it or give the model more (kv_cache_gb)."
 
 
@@ -64,8 +69,14 @@ class BatchingEngine(Engine):
         scheduler: SchedulerOptions,
         properties: dict[str, object],
         context_length: int,
+        config: dict[str, Any],
+        adapter: ov_genai.AdapterConfig | None = None,
     ) -> None:
         self.tokenizer = tokenizer
+        self.config = config  # the model's config.json
+        self.adapter = adapter  # every request's LoRA adapter (openvino/lora.py), fixed for the pipeline
+        if adapter is not None:
+            properties = {**properties, "adapters": adapter}
         self.pipe = ov_genai.ContinuousBatchingPipeline(
             str(source), scheduler.scheduler_config(), device, properties
         )
@@ -91,6 +102,8 @@ class BatchingEngine(Engine):
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def add(self, request: Generate) -> None:
+        if request.adapter is not None:
+            raise RequestError(400, "unsupported_adapter", _OWN_WORKER, "model")
         ids = prompt_ids(self.tokenizer, request, self.vocab_size)
         seq = Sequence.start(request, ids, self.context_length, self._decode)
         config = generation_config(request, seq.budget, seq.grammar, self.grammars)
@@ -100,6 +113,12 @@ class BatchingEngine(Engine):
         handle = self.pipe.add_request(next(self._ids), tensor, config)
         self.requests[request.request_id] = _Request(seq, handle)
         self._count()
+
+    def load_adapter(self, request_id: str, adapter: Adapter) -> AdapterLoaded:
+        """Only a check that the adapter fits this model: the gateway then serves it from a worker
+        of its own (openvino/lora.py)."""
+        lora = checked(adapter.path, self.config)
+        return AdapterLoaded(request_id, adapter.name, lora.rank, lora.targets)
 
     def cancel(self, request_id: str) -> None:
         request = self.requests.pop(request_id, None)
