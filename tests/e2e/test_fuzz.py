@@ -29,7 +29,7 @@ def test_no_generated_request_gets_a_server_error(tmp_path):
                 "--checks",
                 "not_a_server_error",
                 "--max-examples",
-                "40",
+                "20",
                 "--seed",
                 "20261122",
                 "--request-timeout",

