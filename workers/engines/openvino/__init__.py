@@ -67,7 +67,7 @@ def load(settings: WorkerSettings) -> Engine:
     )
     properties = batching_properties(device, settings.threads, compiled, settings.kv_cache_precision)
     length = min(context_length(source), settings.context_length or 1 << 62)
-    return BatchingEngine(source, tokenizer, device, scheduler, properties, length, config, adapter)
+    return BatchingEngine(source, tokenizer, device, scheduler, properties, length, adapter)
 
 
 def ir_to_serve(source: Path, settings: WorkerSettings, npu: bool) -> Path:

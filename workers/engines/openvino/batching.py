@@ -10,6 +10,7 @@ Sequence (incremental detokenizer, stop strings, budget).
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,10 @@ class BatchingEngine(Engine):
         scheduler: SchedulerOptions,
         properties: dict[str, object],
         context_length: int,
-        config: dict[str, Any],
         adapter: ov_genai.AdapterConfig | None = None,
     ) -> None:
         self.tokenizer = tokenizer
-        self.config = config  # the model's config.json
+        self.source = source
         self.adapter = adapter  # every request's LoRA adapter (openvino/lora.py), fixed for the pipeline
         if adapter is not None:
             properties = {**properties, "adapters": adapter}
@@ -117,7 +117,8 @@ class BatchingEngine(Engine):
     def load_adapter(self, request_id: str, adapter: Adapter) -> AdapterLoaded:
         """Only a check that the adapter fits this model: the gateway then serves it from a worker
         of its own (openvino/lora.py)."""
-        lora = checked(adapter.path, self.config)
+        config = json.loads((self.source / "config.json").read_text())
+        lora = checked(adapter.path, config)
         return AdapterLoaded(request_id, adapter.name, lora.rank, lora.targets)
 
     def cancel(self, request_id: str) -> None:
