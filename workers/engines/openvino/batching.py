@@ -74,7 +74,6 @@ class BatchingEngine(Engine):
     ) -> None:
         self.tokenizer = tokenizer
         self.source = source
-        self.adapter = adapter  # every request's LoRA adapter (openvino/lora.py), fixed for the pipeline
         if adapter is not None:
             properties = {**properties, "adapters": adapter}
         self.pipe = ov_genai.ContinuousBatchingPipeline(
