@@ -13,6 +13,8 @@ docs/bench/. A benchmark, not a test: nothing here asserts a speed.
 6. Rerank documents/s and speech to text's real-time factor at 1 and 4 files (`--only speech`,
    likewise).
 7. LoRA: 8 streams on the torch base against 8 streams split over 4 adapters (`--only lora`).
+8. Faithfulness to the GGUF: each engine's teacher-forced log-likelihood of a fixed text against
+   transformers in float32 (`--only faithfulness`; faithfulness.py).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from gateway.bench import BenchSettings, Report, run
 from gateway.bench.plot import draw
 from gateway.bench.requests import Sample
 from protocol import ChatMessage, Generate, SamplingParams
+from tests.benchmarks import faithfulness
 from tests.server import Server, free_port, start_server, stop_server
 from workers.engines import load_engine
 from workers.settings import WorkerSettings
@@ -462,9 +465,9 @@ def lora_section(rows: dict[str, tuple[Report, list[Report], float]]) -> list[st
         )
     lines += [
         "",
-        "OpenVINO is not in this table: its adapters are fixed per pipeline, and on the IR made from "
-        "the GGUF's own weights OpenVINO GenAI matched none of a PEFT adapter's tensors (every one "
-        "reported unused), so adapters on an OpenVINO base are refused with that reason.",
+        "OpenVINO is not in this table: its pipeline fixes its adapters, so on OpenVINO an adapter is a "
+        "worker of its own (the base exported by optimum-intel in fp16, the adapter fused), which shares "
+        "no step with the base or another adapter: there is no mixed batch to measure.",
         "",
         "`python -m tests.benchmarks.run --only lora` (also part of `make bench`)",
     ]
@@ -504,10 +507,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument(
-        "--only", choices=["structured", "batch", "speech", "lora"], help="run one part, rewrite its section"
+        "--only",
+        choices=["structured", "batch", "speech", "lora", "faithfulness"],
+        help="run one part, rewrite its section",
     )
     arguments = parser.parse_args()
     out = Path(arguments.out)
+    if arguments.only == "faithfulness":  # in-process, no server
+        rewrite_section(out, faithfulness.HEADING, faithfulness_section())
+        return
     plots = out.parent / "bench"
     with tempfile.TemporaryDirectory() as directory:
         server = start_server("--test-engine", "--models", str(models_file(Path(directory))))
@@ -541,6 +549,12 @@ def main() -> None:
     out.write_text(document(chat, local, embeddings, overhead, bare, structured, beside_batch))
     rewrite_section(out, SPEECH_HEADING, speech_section(*speech))
     rewrite_section(out, LORA_HEADING, lora_section(adapters))
+    rewrite_section(out, faithfulness.HEADING, faithfulness_section())
+
+
+def faithfulness_section() -> list[str]:
+    rows, tokens = faithfulness.measure(SOURCE)
+    return faithfulness.section(rows, tokens, str(datetime.date.today()))
 
 
 def document(

@@ -3,16 +3,21 @@ continuous batching against single runs, shared steps, cancel, stop strings, see
 one-at-a-time LLMPipeline engine used for the NPU, driven here on the CPU."""
 
 import json
+from collections import Counter
 
+import openvino as ov
 import pytest
 
 from protocol import Generate, SamplingParams
+from tests.benchmarks import faithfulness
 from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run, start_two_and_cancel_one
 from workers.engines.base import RequestError
 from workers.engines.openvino.batching import BatchingEngine, SchedulerOptions
 from workers.engines.openvino.convert import gguf_to_ir
 from workers.engines.openvino.device import NpuShape, kv_cache_blocks
 from workers.engines.openvino.npu import NpuEngine
+from workers.engines.openvino.q4_1 import four_bit_weights
+from workers.logprobs import Pieces
 from workers.model_files import context_length, load_tokenizer
 from workers.sources import resolve
 
@@ -38,15 +43,27 @@ def engine(ir, tokenizer):
     return BatchingEngine(ir, tokenizer, "CPU", options, CPU, context_length(ir))
 
 
-def test_the_gguf_is_converted_once_and_its_ir_answers_as_the_gguf_does(ir, engine, tokenizer):
+def test_the_gguf_is_converted_once(ir):
     files = {p.name for p in ir.iterdir()}
     assert {"openvino_model.xml", "openvino_tokenizer.xml", "tokenizer.json", "config.json"} <= files
+    assert not any(p.suffix == ".gguf" for p in ir.iterdir())  # the private copy is gone
     assert gguf_to_ir(GGUF, ir.parent.parent) == ir  # found in the cache, not converted again
     assert context_length(ir) == context_length(GGUF) == 8192
-    options = SchedulerOptions(kv_blocks=1024, max_batch=1, max_batched_tokens=256, prefix_caching=False)
-    direct = BatchingEngine(GGUF, load_tokenizer(GGUF), "CPU", options, CPU, 8192)
-    question = "What is the capital of France?"
-    assert run(direct, [chat("a", question)])[0] == run(engine, [chat("a", question)])[0]
+
+
+def test_the_ir_keeps_each_q4_1_minimum_and_scores_text_as_the_gguf_de_quantized(ir):
+    """OpenVINO GenAI's reader rounds a Q4_1 block's minimum to a 4-bit zero point (measured: 0.21
+    nats/token below the reference, 71% top-1 agreement); the IR keeps -m/d exactly."""
+    model = ov.Core().read_model(ir / "openvino_model.xml")
+    kinds = Counter(
+        node.input(1).get_source_output().get_element_type().get_type_name()
+        for node, _ in four_bit_weights(model)
+    )
+    assert kinds == {"f16": 210}, kinds  # every Q4_1 weight of SmolLM2 (30 layers x 7)
+    reference, ids, tokenizer = faithfulness.reference(str(GGUF))
+    scores = faithfulness.through_openvino(str(ir), ids, Pieces(tokenizer))
+    row = faithfulness.Row.of("openvino", "", scores, reference)
+    assert abs(row.delta) < 0.01 and row.agreement > 0.97 and row.drift < 0.05, row
 
 
 def test_greedy_answer_and_usage(engine):

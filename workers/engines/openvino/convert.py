@@ -5,7 +5,8 @@
   read-only installation, as a hardened service has it. So the GGUF is read once, from a private
   copy, with `enable_save_ov_model`, which makes OpenVINO GenAI write the model it built (and the
   tokenizer and detokenizer IR) beside that copy; the Hugging Face tokenizer and config go into the
-  same directory.
+  same directory. The reader rounds each Q4_1 block's minimum to a 4-bit zero point; q4_1.py puts
+  the exact one back.
 - Any weight format (fp16, int8, int4; for an NPU, symmetric and int4 channel-wise): optimum-intel's
   exporter, which compresses the weights with NNCF and writes the tokenizer and detokenizer IR. It
   reads a Hugging Face directory (a GGUF becomes one first, de-quantized to float32 by
@@ -29,6 +30,7 @@ from pathlib import Path
 import openvino_genai as ov_genai
 import structlog
 
+from workers.engines.openvino.q4_1 import keep_minimums
 from workers.gguf_to_hf import as_hf_directory
 from workers.model_cache import entry, staged
 from workers.model_files import hf_location
@@ -42,8 +44,9 @@ _TABLE_EDGES = tuple("│┍┝├┕")
 
 
 def ir_directory(cache_dir: Path, gguf: Path) -> Path:
-    """This GGUF's IR directory in the cache: named by the file's path and size."""
-    return entry(cache_dir / "openvino", gguf.stem, gguf)
+    """This GGUF's IR directory in the cache: named by the file's path and size (and, apart from
+    the IR made before it, by the exact Q4_1 minimums)."""
+    return entry(cache_dir / "openvino", gguf.stem, gguf, extra="q4_1-minimums")
 
 
 def gguf_to_ir(gguf: Path, cache_dir: Path) -> Path:
@@ -61,7 +64,8 @@ def gguf_to_ir(gguf: Path, cache_dir: Path) -> Path:
         directory, kwargs = hf_location(gguf)
         AutoTokenizer.from_pretrained(directory, **kwargs).save_pretrained(staging.model)
         AutoConfig.from_pretrained(directory, **kwargs).save_pretrained(staging.model)
-    log.info("converted", target=str(target))
+        rewritten, q4_1 = keep_minimums(staging.model / IR_FILE, gguf, staging.model / "config.json")
+    log.info("converted", target=str(target), q4_1_tensors=q4_1, exact_minimums=rewritten)
     return target
 
 
