@@ -30,6 +30,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, CliPositionalArg, SettingsConfigDict
 
 from protocol.settings import parse_settings
+from workers.engines.cross_encoder import is_cross_encoder
 from workers.settings import WeightFormat
 from workers.sources import resolve
 
@@ -82,12 +83,13 @@ def convert(settings: ConvertSettings) -> Path:
             f"enginehouse convert: {source} is neither a GGUF file nor a Hugging Face model directory "
             "(no config.json)"
         )
-    if architectures & ENCODERS:
+    if architectures & ENCODERS or is_cross_encoder(source):
         target = _encoder(source, settings, step)
     elif architectures and not any(a.endswith("ForCausalLM") for a in architectures):
         raise SystemExit(
             f"enginehouse convert: {source} is a {', '.join(sorted(architectures))} directory; "
-            f"convert causal LMs (…ForCausalLM) and encoders ({', '.join(sorted(ENCODERS))})."
+            f"convert causal LMs (…ForCausalLM), encoders ({', '.join(sorted(ENCODERS))}) and "
+            "cross-encoders (…ForSequenceClassification)."
         )
     elif settings.to == "onnx":
         if settings.weight_format or settings.npu:
@@ -134,8 +136,6 @@ def _encoder(source: Path, settings: ConvertSettings, step: Callable[[str], None
         step(f"already converted: {target}")
         return target
     step(f"exporting the encoder in {source} with torch.export and converting it for {settings.to}")
-    from workers.engines.cross_encoder import is_cross_encoder
-
     (export_to_onnx if settings.to == "onnx" else convert_encoder)(source, target, is_cross_encoder(source))
     return target
 

@@ -24,6 +24,14 @@ def load_tokenizer(path: Path) -> Any:
     return AutoTokenizer.from_pretrained(directory, **kwargs)
 
 
+def load_encoder_tokenizer(directory: Path) -> Any:
+    """An encoder's tokenizer: its tokenizer.json on the `tokenizers` library alone (no torch in the
+    worker), else transformers' tokenizer."""
+    from workers.encoder_tokenizer import EncoderTokenizer
+
+    return EncoderTokenizer(directory) if EncoderTokenizer.readable(directory) else load_tokenizer(directory)
+
+
 def context_length(path: Path) -> int:
     """The context the model was trained for: GGUF metadata, or config.json's
     max_position_embeddings."""

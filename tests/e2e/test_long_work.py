@@ -9,8 +9,9 @@ import pytest
 from tests.server import start_server, stop_server
 
 MODEL = "all-minilm-l6-v2"
-# about 256 tokens each (the model's limit): 512 of them are over 40 s of CPU work here, twice the
-# heartbeat timeout below, which the worker must keep meeting between forward passes
+# about 256 tokens each (the model's limit): 512 of them are about 30 s of CPU work here on OpenVINO
+# (the default's engine; over 40 s on torch), past the heartbeat timeout below, which the worker
+# must keep meeting between forward passes
 # (2,048 took over 2 minutes: then the answer also outlasted the 120 s first-token timeout, which
 # now bounds only generation; a one-answer request waits up to the request timeout)
 TEXT = " ".join(["lighthouse keepers watched the storm"] * 50)

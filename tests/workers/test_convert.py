@@ -44,11 +44,11 @@ def test_to_onnx_builds_the_chat_model_and_exports_the_encoder(tmp_path):
 def test_what_does_not_convert_is_refused_with_the_reason(tmp_path):
     empty = convert(str(tmp_path), "--to", "openvino", "--cache-dir", str(tmp_path / "c"))
     assert empty.returncode == 1 and "neither a GGUF file nor" in empty.stderr
-    bert = tmp_path / "classifier"
-    bert.mkdir()
-    (bert / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
+    t5 = tmp_path / "seq2seq"
+    t5.mkdir()
+    (t5 / "config.json").write_text(json.dumps({"architectures": ["T5ForConditionalGeneration"]}))
     for engine in ("onnx", "openvino"):
-        not_causal = convert(str(bert), "--to", engine, "--cache-dir", str(tmp_path))
+        not_causal = convert(str(t5), "--to", engine, "--cache-dir", str(tmp_path))
         assert not_causal.returncode == 1 and "convert causal LMs (…ForCausalLM)" in not_causal.stderr
     missing = convert("/no/such/model", "--to", "openvino")
     assert missing.returncode == 1 and "does not exist" in missing.stderr

@@ -14,10 +14,10 @@ import structlog
 
 from workers.engines.cross_encoder import CrossEncoder
 from workers.engines.embedder import Embedder
-from workers.engines.encoder_export import cache_location, export_encoder
+from workers.engines.encoder_export import cache_location, export_apart, export_encoder
 from workers.engines.onnx.convert import require_convert_extra
 from workers.model_cache import staged
-from workers.model_files import load_tokenizer
+from workers.model_files import load_encoder_tokenizer
 
 log = structlog.get_logger()
 ENCODER = "encoder.onnx"
@@ -48,14 +48,12 @@ def export_to_onnx(model_dir: Path, target: Path, classifier: bool = False) -> N
 class _Session:
     """The exported encoder in an InferenceSession; called with the inputs it takes of a feed."""
 
-    def __init__(
-        self, model_dir: Path, provider: str, threads: int, cache_dir: Path, classifier: bool
-    ) -> None:
+    def __init__(self, model_dir: Path, provider: str, threads: int, cache_dir: Path) -> None:
         if provider not in PROVIDERS:
             raise ValueError(f"the onnx engine runs on {', '.join(PROVIDERS)}; not on {provider!r}")
         location = onnx_location(cache_dir, model_dir)
         if not (location / ENCODER).exists():
-            export_to_onnx(model_dir, location, classifier)
+            export_apart(model_dir, "onnx", cache_dir)
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         self.session = ort.InferenceSession(str(location / ENCODER), options, providers=[PROVIDERS[provider]])
@@ -68,9 +66,9 @@ class _Session:
 
 class OnnxEmbedder(Embedder):
     def __init__(self, model_dir: Path, provider: str, threads: int, cache_dir: Path) -> None:
-        self.session = _Session(model_dir, provider, threads, cache_dir, classifier=False)
+        self.session = _Session(model_dir, provider, threads, cache_dir)
         dimension = int(self.session.session.get_outputs()[0].shape[-1])
-        tokenizer = load_tokenizer(model_dir)
+        tokenizer = load_encoder_tokenizer(model_dir)
         super().__init__(model_dir, tokenizer, "onnx", provider, dimension)
         log.info(
             "onnx embedder ready", provider=provider, model=str(self.session.location), dimension=dimension
@@ -82,8 +80,8 @@ class OnnxEmbedder(Embedder):
 
 class OnnxCrossEncoder(CrossEncoder):
     def __init__(self, model_dir: Path, provider: str, threads: int, cache_dir: Path) -> None:
-        self.session = _Session(model_dir, provider, threads, cache_dir, classifier=True)
-        super().__init__(model_dir, load_tokenizer(model_dir), "onnx", provider)
+        self.session = _Session(model_dir, provider, threads, cache_dir)
+        super().__init__(model_dir, load_encoder_tokenizer(model_dir), "onnx", provider)
         log.info("onnx cross-encoder ready", provider=provider, model=str(self.session.location))
 
     def logits(self, feed: dict[str, np.ndarray]) -> np.ndarray:

@@ -18,9 +18,9 @@ import structlog
 
 from workers.engines.cross_encoder import CrossEncoder
 from workers.engines.embedder import Embedder
-from workers.engines.encoder_export import cache_location, export_encoder
+from workers.engines.encoder_export import cache_location, export_apart, export_encoder
 from workers.model_cache import staged
-from workers.model_files import load_tokenizer
+from workers.model_files import load_encoder_tokenizer
 
 log = structlog.get_logger()
 
@@ -41,10 +41,10 @@ def convert_encoder(model_dir: Path, target: Path, classifier: bool = False) -> 
 class _Compiled:
     """The converted encoder compiled for a device; called with the inputs it takes of a feed."""
 
-    def __init__(self, model_dir: Path, device: str, threads: int, cache_dir: Path, classifier: bool) -> None:
+    def __init__(self, model_dir: Path, device: str, threads: int, cache_dir: Path) -> None:
         self.ir = ir_location(cache_dir, model_dir)
         if not (self.ir / "encoder.xml").exists():
-            convert_encoder(model_dir, self.ir, classifier)
+            export_apart(model_dir, "openvino", cache_dir)
         properties = {"INFERENCE_NUM_THREADS": threads} if device == "CPU" else {}
         self.model = ov.Core().compile_model(self.ir / "encoder.xml", device, properties)
         self.inputs = {name for port in self.model.inputs for name in port.get_names()}
@@ -55,9 +55,9 @@ class _Compiled:
 
 class OpenVINOEmbedder(Embedder):
     def __init__(self, model_dir: Path, device: str, threads: int, cache_dir: Path) -> None:
-        self.compiled = _Compiled(model_dir, device, threads, cache_dir, classifier=False)
+        self.compiled = _Compiled(model_dir, device, threads, cache_dir)
         dimension = int(self.compiled.model.output(0).get_partial_shape()[2].get_length())
-        tokenizer = load_tokenizer(model_dir)
+        tokenizer = load_encoder_tokenizer(model_dir)
         super().__init__(model_dir, tokenizer, "openvino", device.lower(), dimension)
         log.info("openvino embedder ready", device=device, ir=str(self.compiled.ir), dimension=dimension)
 
@@ -67,8 +67,8 @@ class OpenVINOEmbedder(Embedder):
 
 class OpenVINOCrossEncoder(CrossEncoder):
     def __init__(self, model_dir: Path, device: str, threads: int, cache_dir: Path) -> None:
-        self.compiled = _Compiled(model_dir, device, threads, cache_dir, classifier=True)
-        super().__init__(model_dir, load_tokenizer(model_dir), "openvino", device.lower())
+        self.compiled = _Compiled(model_dir, device, threads, cache_dir)
+        super().__init__(model_dir, load_encoder_tokenizer(model_dir), "openvino", device.lower())
         log.info("openvino cross-encoder ready", device=device, ir=str(self.compiled.ir))
 
     def logits(self, feed: dict[str, np.ndarray]) -> np.ndarray:
