@@ -195,10 +195,11 @@ class Supervisor:
         if spec.adapter is not None:  # an adapter with a worker of its own (OpenVINO)
             command += ["--adapter", spec.adapter, "--adapter-scale", str(spec.scale)]
         for name, value in spec.options.items():
-            command += [
-                f"--{name.replace('_', '-')}",
-                str(value).lower() if isinstance(value, bool) else str(value),
-            ]
+            flag = name.replace("_", "-")
+            if isinstance(value, bool):  # the worker's flags: --prefix-caching / --no-prefix-caching
+                command.append(f"--{flag}" if value else f"--no-{flag}")
+            else:
+                command += [f"--{flag}", str(value)]
         return command
 
     async def stop(self, grace: float = 5.0) -> None:

@@ -15,6 +15,8 @@ docs/bench/. A benchmark, not a test: nothing here asserts a speed.
 7. LoRA: 8 streams on the torch base against 8 streams split over 4 adapters (`--only lora`).
 8. Faithfulness to the GGUF: each engine's teacher-forced log-likelihood of a fixed text against
    transformers in float32 (`--only faithfulness`; faithfulness.py).
+9. Prefix reuse: turn 2's time to first token with a 1,500-token system prompt (`--only prefix`).
+10. Start-up cold and warm, and each process's memory at rest and under load (`--only footprint`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from gateway.bench import BenchSettings, Report, run
 from gateway.bench.plot import draw
 from gateway.bench.requests import Sample
 from protocol import ChatMessage, Generate, SamplingParams
-from tests.benchmarks import faithfulness
+from tests.benchmarks import faithfulness, footprint, prefix
 from tests.server import Server, free_port, start_server, stop_server
 from workers.engines import load_engine
 from workers.settings import WorkerSettings
@@ -106,6 +108,7 @@ def models_file(directory: Path) -> Path:
         f'["{MODEL}-onnx-lora"]\nsource = "{MODEL}"\nengine = "onnx"\npreload = false\n'
         f'["{MODEL}-onnx-lora".options]\nadapter_shape = "{directory / "lora0"}"\n'
     )
+    tables += prefix.tables(MODEL, MODEL)
     for engine_name in ENGINES:
         tables.append(
             f'["{EMBEDDER}-{engine_name}"]\nsource = "{EMBEDDER}"\nengine = "{engine_name}"\n'
@@ -508,13 +511,16 @@ def main() -> None:
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument(
         "--only",
-        choices=["structured", "batch", "speech", "lora", "faithfulness"],
+        choices=["structured", "batch", "speech", "lora", "faithfulness", "footprint", "prefix"],
         help="run one part, rewrite its section",
     )
     arguments = parser.parse_args()
     out = Path(arguments.out)
     if arguments.only == "faithfulness":  # in-process, no server
         rewrite_section(out, faithfulness.HEADING, faithfulness_section())
+        return
+    if arguments.only == "footprint":  # servers of its own
+        rewrite_section(out, footprint.HEADING, footprint_section())
         return
     plots = out.parent / "bench"
     with tempfile.TemporaryDirectory() as directory:
@@ -532,6 +538,9 @@ def main() -> None:
                 rows = {name: lora_runs(server, Path(directory), name) for name in LORA_BASES}
                 rewrite_section(out, LORA_HEADING, lora_section(rows))
                 return
+            if arguments.only == "prefix":
+                rewrite_section(out, prefix.HEADING, prefix.section(prefix.measure(server, MODEL), today()))
+                return
             if arguments.only == "speech":
                 rewrite_section(out, SPEECH_HEADING, speech_section(*speech_runs(server, Path(directory))))
                 return
@@ -542,6 +551,7 @@ def main() -> None:
             speech = speech_runs(server, Path(directory))
             adapters = {name: lora_runs(server, Path(directory), name) for name in LORA_BASES}
             overhead = overhead_runs(server.url, plots)
+            reuse = prefix.measure(server, MODEL)
         finally:
             stop_server(server)
     bare = bare_runs()
@@ -549,12 +559,22 @@ def main() -> None:
     out.write_text(document(chat, local, embeddings, overhead, bare, structured, beside_batch))
     rewrite_section(out, SPEECH_HEADING, speech_section(*speech))
     rewrite_section(out, LORA_HEADING, lora_section(adapters))
+    rewrite_section(out, prefix.HEADING, prefix.section(reuse, today()))
     rewrite_section(out, faithfulness.HEADING, faithfulness_section())
+    rewrite_section(out, footprint.HEADING, footprint_section())
+
+
+def today() -> str:
+    return str(datetime.date.today())
 
 
 def faithfulness_section() -> list[str]:
     rows, tokens = faithfulness.measure(SOURCE)
-    return faithfulness.section(rows, tokens, str(datetime.date.today()))
+    return faithfulness.section(rows, tokens, today())
+
+
+def footprint_section() -> list[str]:
+    return footprint.section(*footprint.measure(), today())
 
 
 def document(

@@ -9,6 +9,8 @@ from gateway.config import DEFAULT_MODELS, Settings
 from gateway.models_file import ModelsFileError, load
 from gateway.router import Bounds, Router
 from gateway.supervisor import Supervisor
+from protocol.settings import parse_settings
+from workers.settings import WorkerSettings
 
 GOOD = """
 # the chat model on OpenVINO, and a second copy of the encoder on ONNX
@@ -159,6 +161,22 @@ def test_an_adapter_on_openvino_is_a_worker_of_its_own_with_the_bases_settings(t
     assert command[command.index("--adapter") + 1] == "/adapters/c"
     assert command[command.index("--adapter-scale") + 1] == "2.0"
     assert command[command.index("--model") + 1] == "lora-c"
+
+
+def test_options_become_the_workers_flags_booleans_as_switches(tmp_path):
+    table = '[m]\nsource = "smollm2-135m-instruct"\nengine = "openvino"\n[m.options]\n'
+    table += 'prefix_caching = false\nkv_cache_gb = 0.5\nkv_cache_precision = "u8"\n'
+    settings = Settings(models_file=write(tmp_path, table))
+    router = Router("ipc:///tmp/unused", Bounds(1, 1, 1, 1, 1))
+    try:
+        command = Supervisor(settings, router)._command(settings.models()[0], "w-1")
+    finally:
+        router.link.close()
+    assert "--no-prefix-caching" in command and "false" not in command
+    assert command[command.index("--kv-cache-gb") + 1] == "0.5"
+    assert command[command.index("--kv-cache-precision") + 1] == "u8"
+    parsed = parse_settings(WorkerSettings, command[3:])  # as the worker reads its command line
+    assert (parsed.prefix_caching, parsed.kv_cache_gb, parsed.kv_cache_precision) == (False, 0.5, "u8")
 
 
 @pytest.mark.parametrize(
