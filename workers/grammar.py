@@ -17,14 +17,23 @@ import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-import xgrammar as xgr
+from typing import TYPE_CHECKING, Any
 
 from protocol import Generate
 from workers.engines.base import RequestError
 from workers.tool_calls import tool_call_schema
+
+if TYPE_CHECKING:
+    import torch
+    import xgrammar as xgr
+
+
+def _xgrammar() -> Any:
+    """xgrammar, imported when a worker first decodes under a grammar: it imports torch (about
+    210 MB of a worker's memory), which an OpenVINO worker otherwise does without."""
+    import xgrammar
+
+    return xgrammar
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,7 @@ class Grammars:
     @property
     def compiler(self) -> xgr.GrammarCompiler:
         if self._compiler is None:  # 0.2 s; only models that get a constrained request pay it
+            xgr = _xgrammar()
             info = xgr.TokenizerInfo.from_huggingface(
                 self._tokenizer, vocab_size=self._vocab_size, stop_token_ids=self._stop_ids
             )
@@ -125,11 +135,11 @@ class Grammars:
         xgrammar inside OpenVINO 2026.4 is older and reads no `{n, -1}` repetition: written as
         `*`, `+` and `{n,}`."""
         self.compile(constraint)
-        text = str(xgr.Grammar.from_json_schema(constraint.text, any_whitespace=False))
+        text = str(_xgrammar().Grammar.from_json_schema(constraint.text, any_whitespace=False))
         return _UNBOUNDED.sub(lambda m: {"0": "*", "1": "+"}.get(m[1], f"{{{m[1]},}}"), text)
 
     def matcher(self, constraint: Constraint) -> xgr.GrammarMatcher:
-        return xgr.GrammarMatcher(self.compile(constraint))
+        return _xgrammar().GrammarMatcher(self.compile(constraint))
 
 
 _UNBOUNDED = re.compile(r"\{(\d+), -1\}")
@@ -137,6 +147,7 @@ _UNBOUNDED = re.compile(r"\{(\d+), -1\}")
 
 def mask_logits(logits: torch.Tensor, matchers: list[tuple[int, xgr.GrammarMatcher]]) -> None:
     """Set the logits of tokens each row's grammar forbids to -inf (rows [index, vocab], in place)."""
+    xgr = _xgrammar()
     bitmask = xgr.allocate_token_bitmask(logits.shape[0], logits.shape[1])
     for row, matcher in matchers:
         matcher.fill_next_token_bitmask(bitmask, row)

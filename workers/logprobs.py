@@ -8,12 +8,13 @@ returns by default (`raw_logprobs`) and what a teacher-forced likelihood (lm-eva
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from protocol import TokenLogprob
 from workers.tokenization import piece
+
+if TYPE_CHECKING:  # the engines that compute log-probabilities have torch; OpenVINO's only names pieces
+    import torch
 
 
 class Pieces:
@@ -33,12 +34,16 @@ def chosen(logprobs: torch.Tensor, token: int, top: int, pieces: Pieces) -> Toke
 
 
 def of_logits(logits: torch.Tensor, token: int, top: int, pieces: Pieces) -> TokenLogprob:
+    import torch
+
     return chosen(torch.log_softmax(logits.float(), dim=-1), token, top, pieces)
 
 
 def of_prompt(logits: torch.Tensor, prompt: list[int], top: int, pieces: Pieces) -> list[TokenLogprob]:
     """The prompt's entries from the logits of every prompt position but the last ([n - 1, vocab]):
     the first token has none (nothing predicts it)."""
+    import torch
+
     logprobs = torch.log_softmax(logits.float(), dim=-1)
     first = TokenLogprob(pieces.of(prompt[0]), None)
     return [first, *(chosen(logprobs[i], token, top, pieces) for i, token in enumerate(prompt[1:]))]

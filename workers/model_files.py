@@ -18,9 +18,17 @@ def hf_location(path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def load_tokenizer(path: Path) -> Any:
+    """transformers' tokenizer of a model. A directory with a tokenizer.json gets the fast
+    tokenizer class itself (what AutoTokenizer gives a causal LM in transformers 5), which imports
+    no torch; AutoTokenizer imports every model's configuration and, through them, torch (about
+    210 MB of a worker that needs no torch otherwise: OpenVINO's)."""
+    directory, kwargs = hf_location(path)
+    if not kwargs and (directory / "tokenizer.json").is_file():
+        from transformers.tokenization_utils_tokenizers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(directory)
     from transformers import AutoTokenizer
 
-    directory, kwargs = hf_location(path)
     return AutoTokenizer.from_pretrained(directory, **kwargs)
 
 

@@ -110,10 +110,12 @@ def section(cold: float, warm: float, rest: dict[str, float], peak: dict[str, fl
     lines += [
         f"| all | {sum(rest.values()):.0f} | {sum(peak.values()):.0f} |",
         "",
-        "What each worker holds beyond its weights: the embedding worker reads its tokenizer with the "
-        "`tokenizers` library and converts in a child process, so it imports no torch; the chat "
-        "worker still imports torch (about 210 MB here) through transformers' tokenizer (its chat "
-        "template) and xgrammar (structured outputs), which both import it.",
+        "What the workers leave out: neither imports torch at rest (about 210 MB here). The "
+        "embedding worker reads its tokenizer.json with the `tokenizers` library and converts in a "
+        "child process; the chat worker uses transformers' fast tokenizer class itself (AutoTokenizer "
+        "imports torch through the model configurations) and imports xgrammar, which imports torch, "
+        "only when it first decodes under a grammar (a JSON schema or a required tool call), so the "
+        "load above, unconstrained, leaves it out; a structured request adds it for the worker's life.",
         "",
         "`python -m tests.benchmarks.run --only footprint` (also part of `make bench`)",
     ]

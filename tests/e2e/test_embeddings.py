@@ -3,7 +3,6 @@ OpenVINO (the default id, its encoder converted to IR once) and on torch (its -t
 
 import base64
 from importlib.resources import files
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -156,11 +155,3 @@ def test_chat_on_the_embedding_model_says_what_it_serves(client):
     with pytest.raises(openai.BadRequestError) as error:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     assert error.value.body["code"] == "unsupported_task" and "embedding" in error.value.body["message"]
-
-
-def test_the_default_embedding_worker_holds_no_torch(server):
-    """torch is about 210 MB of a worker's memory; the OpenVINO encoder needs it only to convert,
-    which runs in a child process (encoder_export.export_apart)."""
-    pid = server.status(MODEL)["replicas"][0]["pid"]
-    maps = Path(f"/proc/{pid}/maps").read_text()
-    assert "libopenvino" in maps and "libtorch" not in maps

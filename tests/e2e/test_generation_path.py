@@ -8,8 +8,9 @@ from tests.e2e.test_batching_and_cancel import assert_generation_stopped, wait_i
 from tests.e2e.test_metrics import scrape, value
 
 MODEL = "smollm2-135m-instruct"
-STORY = "Tell me a long story about a dragon."
-MESSAGES = [{"role": "user", "content": STORY}]
+# greedy, the model ends a bare "Tell me a long story about a dragon." at once: a prompt it continues
+STORY = "Once upon a time, in a land far away, there lived a dragon who"
+MESSAGES = [{"role": "user", "content": "Tell me a long story about a dragon."}]
 LONG = {"max_tokens": 2000, "ignore_eos": True, "stream": True}
 
 ROUTES = [

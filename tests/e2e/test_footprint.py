@@ -1,0 +1,47 @@
+"""What the default server's workers hold: no torch at rest (about 210 MB a process here). The
+embedding worker never needs it; the chat worker (OpenVINO) loads it with xgrammar the first time
+it decodes under a grammar, and still answers that request within its schema."""
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server import start_server, stop_server
+
+CHAT, EMBED = "smollm2-135m-instruct", "all-minilm-l6-v2"
+
+
+@pytest.fixture(scope="module")
+def server():
+    server = start_server("--no-engine-variants")
+    yield server
+    stop_server(server)
+
+
+def holds_torch(server, model: str) -> bool:
+    pid = server.status(model)["replicas"][0]["pid"]
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "libopenvino" in maps
+    return "libtorch" in maps
+
+
+def test_the_default_workers_hold_no_torch_until_a_grammar_needs_it(server):
+    assert not holds_torch(server, CHAT) and not holds_torch(server, EMBED)
+    plain = {"model": CHAT, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
+    assert httpx.post(f"{server.url}/v1/chat/completions", json=plain, timeout=60).status_code == 200
+    embedded = httpx.post(f"{server.url}/v1/embeddings", json={"model": EMBED, "input": "hi"}, timeout=60)
+    assert embedded.status_code == 200
+    assert not holds_torch(server, CHAT) and not holds_torch(server, EMBED)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    constrained = {
+        **plain,
+        "messages": [{"role": "user", "content": "Name a city in France as JSON."}],
+        "max_tokens": 40,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
+    }
+    answer = httpx.post(f"{server.url}/v1/chat/completions", json=constrained, timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert isinstance(json.loads(answer.json()["choices"][0]["message"]["content"])["city"], str)
+    assert holds_torch(server, CHAT) and not holds_torch(server, EMBED)
