@@ -1,7 +1,7 @@
 """An encoder's tokenizer on the `tokenizers` library alone: what the OpenVINO and ONNX Runtime
 encoders (embeddings, rerank) and the tokenize routes ask of a Hugging Face tokenizer, without
 importing transformers, which imports torch (measured: an OpenVINO embedding worker holds 498 MB
-with transformers' tokenizer, 298 MB without; torch's import alone is about 210 MB).
+with transformers' tokenizer, 289 MB without; torch's import alone is about 210 MB).
 
 It reads the same tokenizer.json that transformers' fast tokenizer wraps, so the ids are the
 same; the truncation and padding a tokenizer.json may carry (all-MiniLM-L6-v2's: 128 tokens) are
