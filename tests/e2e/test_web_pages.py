@@ -145,6 +145,9 @@ REPEATING = [
     {"role": "assistant", "content": "hello world"},
     {"role": "user", "content": "Repeat: <b>bold</b> <script>x()</script>"},
     {"role": "assistant", "content": "<b>bold</b> <script>x()</script>"},
+    # without an <img> turn, SmolLM2 (greedy, the GGUF's exact weights) dropped the <img> part
+    {"role": "user", "content": 'Repeat: <i>hi</i> <img src=y onerror="z()">'},
+    {"role": "assistant", "content": '<i>hi</i> <img src=y onerror="z()">'},
 ]
 
 
