@@ -149,9 +149,9 @@ def through_openvino(source: str, ids: list[int], pieces: object, **options: obj
     return _scores(np.concatenate(logits), ids, pieces)
 
 
-# what is measured: name, the weights in words, how it is read
+# what is measured: name, the weights in words, the engine, its worker options
 ENGINES: list[tuple[str, str, str, dict[str, object]]] = [
-    ("torch", "float32, the GGUF de-quantized (transformers)", "engine", {}),
+    ("torch", "float32, the GGUF de-quantized (transformers)", "torch", {}),
     ("openvino (the default)", "the GGUF's own Q4_1 blocks, each minimum exact (q4_1.py)", "openvino", {}),
     (
         "openvino-int8",
@@ -169,9 +169,8 @@ def measure(source: str) -> tuple[list[Row], int]:
     ref, ids, tokenizer = reference(source)
     rows = [Row("reference: transformers", "float32, the GGUF de-quantized", ref.mean, 0.0, 1.0, 0.0)]
     pieces = Pieces(tokenizer)
-    for name, weights, how, options in ENGINES:
-        engine_name = name.split()[0].split("-")[0]
-        if how == "openvino":
+    for name, weights, engine_name, options in ENGINES:
+        if engine_name == "openvino":  # no log-probabilities from OpenVINO GenAI: the IR directly
             scores = through_openvino(source, ids, pieces, **options)
         else:
             scores = through_engine(source, engine_name, ids, **options)
