@@ -49,15 +49,7 @@ class Stream:
 
     async def _iterate(self) -> AsyncIterator[tuple[int, Delta | Answer]]:
         while self.open:
-            try:
-                item = await asyncio.wait_for(self.queue.get(), self.first_token_timeout)
-            except TimeoutError:
-                raise APIError(
-                    504,
-                    f"No answer came within {self.first_token_timeout:g} s; the request was cancelled.",
-                    "first_token_timeout",
-                ) from None
-            self.first_token_timeout = None
+            item = await (self.queue.get() if self.first_token_timeout is None else self._first())
             if item.request_id not in self.open:
                 continue
             if isinstance(item, Failed):
@@ -66,3 +58,17 @@ class Stream:
             if not isinstance(item, Delta) or item.finish_reason is not None:
                 self.open.discard(item.request_id)
             yield self.index[item.request_id], item
+
+    async def _first(self) -> Delta | Answer | Failed:
+        """The first item, within the first-token timeout (the later ones wait without a timer: the
+        request's own deadline bounds them)."""
+        try:
+            item = await asyncio.wait_for(self.queue.get(), self.first_token_timeout)
+        except TimeoutError:
+            raise APIError(
+                504,
+                f"No answer came within {self.first_token_timeout:g} s; the request was cancelled.",
+                "first_token_timeout",
+            ) from None
+        self.first_token_timeout = None
+        return item

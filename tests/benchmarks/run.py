@@ -5,7 +5,7 @@ docs/bench/. A benchmark, not a test: nothing here asserts a speed.
    8 and 16 concurrent streams, and the engine's own loop in-process on one stream beside it.
 2. Embeddings on each engine's variant of the embedding model.
 3. Gateway overhead: the test engine (no model) through gateway + ZeroMQ at 1 and 64 streams,
-   against a bare aiohttp handler streaming the same bytes, in the same run.
+   against a bare aiohttp handler streaming the same bytes, in the same run (`--only overhead`).
 4. Structured outputs: a json_schema request beside an unconstrained one on each engine, 1 and 8
    streams (`--only structured` runs this one alone and rewrites its section in place).
 5. Live requests beside a batch: a chat stream's time to first token on an idle server and while a
@@ -33,7 +33,6 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,8 +43,8 @@ from gateway.bench import BenchSettings, Report, run
 from gateway.bench.plot import draw
 from gateway.bench.requests import Sample
 from protocol import ChatMessage, Generate, SamplingParams
-from tests.benchmarks import faithfulness, footprint, prefix
-from tests.server import Server, free_port, start_server, stop_server
+from tests.benchmarks import faithfulness, footprint, overhead, prefix
+from tests.server import Server, start_server, stop_server
 from workers.engines import load_engine
 from workers.settings import WorkerSettings
 from workers.sources import resolve
@@ -64,10 +63,6 @@ CHAT_VARIANTS = {
 }
 TOKENS = 128
 STREAMS = (1, 4, 8, 16)
-# streams, requests, tokens each: short answers for the first token's latency (long ones keep the
-# worker, the gateway and the client busy on 2 cores, and the client's reading is late), long ones
-# for tokens/s
-OVERHEAD = ((1, 50, 16), (1, 3, 4096), (64, 64, 512))
 # what the server applies when a request leaves sampling out (SmolLM2's model card)
 PARAMS = SamplingParams(max_tokens=TOKENS, temperature=0.2, top_p=0.9, ignore_eos=True)
 GREEDY = SamplingParams(max_tokens=TOKENS, temperature=0.0, ignore_eos=True)
@@ -477,41 +472,12 @@ def lora_section(rows: dict[str, tuple[Report, list[Report], float]]) -> list[st
     return lines
 
 
-def overhead_runs(url: str, plots: Path | None) -> list[Report]:
-    reports = []
-    bench(url, model="test-engine", max_tokens=64)
-    for n, requests, tokens in OVERHEAD:
-        plot = plots / f"overhead-{n}.png" if plots is not None and tokens == 512 else None
-        reports.append(
-            bench(url, plot, model="test-engine", concurrency=n, num_requests=requests, max_tokens=tokens)
-        )
-        print(f"overhead {url} {n} streams: {reports[-1].output_tok_s:.0f} tok/s")
-    return reports
-
-
-def bare_runs() -> list[Report]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.benchmarks.bare_aiohttp", str(port)])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        return overhead_runs(url, None)
-    finally:
-        process.terminate()
-        process.wait()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument(
         "--only",
-        choices=["structured", "batch", "speech", "lora", "faithfulness", "footprint", "prefix"],
+        choices=["structured", "batch", "speech", "lora", "faithfulness", "footprint", "prefix", "overhead"],
         help="run one part, rewrite its section",
     )
     arguments = parser.parse_args()
@@ -538,6 +504,10 @@ def main() -> None:
                 rows = {name: lora_runs(server, Path(directory), name) for name in LORA_BASES}
                 rewrite_section(out, LORA_HEADING, lora_section(rows))
                 return
+            if arguments.only == "overhead":
+                costs = overhead.measure(server, bench, plots)
+                rewrite_section(out, overhead.HEADING, overhead.section(costs, today()))
+                return
             if arguments.only == "prefix":
                 rewrite_section(out, prefix.HEADING, prefix.section(prefix.measure(server, MODEL), today()))
                 return
@@ -550,15 +520,15 @@ def main() -> None:
             embeddings = embedding_runs(server)
             speech = speech_runs(server, Path(directory))
             adapters = {name: lora_runs(server, Path(directory), name) for name in LORA_BASES}
-            overhead = overhead_runs(server.url, plots)
+            costs = overhead.measure(server, bench, plots)
             reuse = prefix.measure(server, MODEL)
         finally:
             stop_server(server)
-    bare = bare_runs()
     local = {variant: in_process(variant) for variant in CHAT_VARIANTS}
-    out.write_text(document(chat, local, embeddings, overhead, bare, structured, beside_batch))
+    out.write_text(document(chat, local, embeddings, structured, beside_batch))
     rewrite_section(out, SPEECH_HEADING, speech_section(*speech))
     rewrite_section(out, LORA_HEADING, lora_section(adapters))
+    rewrite_section(out, overhead.HEADING, overhead.section(costs, today()))
     rewrite_section(out, prefix.HEADING, prefix.section(reuse, today()))
     rewrite_section(out, faithfulness.HEADING, faithfulness_section())
     rewrite_section(out, footprint.HEADING, footprint_section())
@@ -581,8 +551,6 @@ def document(
     chat: list[tuple[str, int, Report]],
     local: dict[str, tuple[float, float]],
     embeddings: list[tuple[str, Report]],
-    overhead: list[Report],
-    bare: list[Report],
     structured: list[tuple[str, int, Report, Report]],
     beside_batch: tuple[Report, Report, float],
 ) -> str:
@@ -661,37 +629,6 @@ def document(
         lines.append(
             f"| {engine_name} | {r.request_per_s:.1f} | {r.total_tok_s:.0f} "
             f"| {r.e2el_ms.mean:.1f} / {r.e2el_ms.p99:.1f} |"
-        )
-    lines += [
-        "",
-        "## Gateway overhead: the test engine against a bare aiohttp handler",
-        "",
-        "`enginehouse serve --test-engine` adds `test-engine`, a worker with no model that emits one "
-        "token per request per step as fast as its loop runs: what remains is the cost of the path, "
-        "worker loop + msgspec + ZeroMQ + router + handler + SSE. The baseline "
-        "(`tests/benchmarks/bare_aiohttp.py`) is one aiohttp handler on uvloop writing the same "
-        "chunk JSON, one event per token. Same client, same run: "
-        "`enginehouse bench --model test-engine --concurrency N --num-requests R --max-tokens T`. "
-        "Goal: at least 10,000 streamed tokens/s on one stream and a first token within 2 ms. "
-        "The first token is measured on short answers: during a long one the worker, the gateway "
-        "and the client all want a core, there are two, and the client reads late.",
-        "",
-        "| path | streams | requests x tokens | tok/s | TTFT median / p99 ms | ITL p99 ms |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, reports in (("gateway + ZeroMQ + test engine", overhead), ("bare aiohttp", bare)):
-        for (n, requests, tokens), r in zip(OVERHEAD, reports, strict=True):
-            lines.append(
-                f"| {name} | {n} | {requests} x {tokens} | {r.output_tok_s:.0f} "
-                f"| {r.ttft_ms.median:.1f} / {r.ttft_ms.p99:.1f} | {r.itl_ms.p99:.2f} |"
-            )
-    for (n, requests, tokens), ours, base in zip(OVERHEAD, overhead, bare, strict=True):
-        lines.append("")
-        lines.append(
-            f"{n} stream(s), {requests} x {tokens} tokens: the full path carries "
-            f"{ours.output_tok_s / base.output_tok_s:.0%} of the bare handler's tokens/s, "
-            f"{1e6 / ours.output_tok_s - 1e6 / base.output_tok_s:.0f} µs more per token in all; "
-            f"first token {ours.ttft_ms.median - base.ttft_ms.median:.1f} ms later (median)."
         )
     return "\n".join(lines) + "\n"
 
