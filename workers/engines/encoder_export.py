@@ -3,14 +3,12 @@ torch.export program (dynamic batch and sequence axes), which
 both OpenVINO (convert_model) and ONNX (torch.onnx.export) convert: converting the torch module
 directly fails on transformers 5's masking code, the exported program does not. And where those
 conversions live in the model cache. A serving worker runs the conversion in a child process
-(export_apart), so that torch, which only the export needs, does not stay in its memory."""
+(model_cache.convert_apart), so that torch, which only the export needs, does not stay in its memory."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from workers.model_cache import entry
 
@@ -19,18 +17,6 @@ def cache_location(engine_cache: Path, model_dir: Path) -> Path:
     """This model's directory under an engine's cache: named by the source's path and weights."""
     weights = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
     return entry(engine_cache, model_dir.name, *weights)
-
-
-def export_apart(model_dir: Path, engine: Literal["openvino", "onnx"], cache_dir: Path) -> None:
-    """Convert the encoder into the cache with `python -m workers.convert` in a child process
-    (measured: an OpenVINO embedding worker holds 289 MB without torch, about 500 with it)."""
-    command = [sys.executable, "-m", "workers.convert", str(model_dir), "--to", engine]
-    result = subprocess.run([*command, "--cache-dir", str(cache_dir)], capture_output=True, text=True)
-    if result.returncode != 0:
-        said = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        raise RuntimeError(
-            f"converting the encoder for {engine} failed: {said[-1] if said else result.returncode}"
-        )
 
 
 def load_encoder(model_dir: Path, classifier: bool) -> Any:

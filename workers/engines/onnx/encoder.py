@@ -14,9 +14,9 @@ import structlog
 
 from workers.engines.cross_encoder import CrossEncoder
 from workers.engines.embedder import Embedder
-from workers.engines.encoder_export import cache_location, export_apart, export_encoder
+from workers.engines.encoder_export import cache_location, export_encoder
 from workers.engines.onnx.convert import require_convert_extra
-from workers.model_cache import staged
+from workers.model_cache import convert_apart, staged
 from workers.model_files import load_encoder_tokenizer
 
 log = structlog.get_logger()
@@ -53,7 +53,7 @@ class _Session:
             raise ValueError(f"the onnx engine runs on {', '.join(PROVIDERS)}; not on {provider!r}")
         location = onnx_location(cache_dir, model_dir)
         if not (location / ENCODER).exists():
-            export_apart(model_dir, "onnx", cache_dir)
+            convert_apart(model_dir, "onnx", cache_dir)
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         self.session = ort.InferenceSession(str(location / ENCODER), options, providers=[PROVIDERS[provider]])

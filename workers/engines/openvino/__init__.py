@@ -11,7 +11,7 @@ import structlog
 
 from workers.engines.base import Engine
 from workers.engines.cross_encoder import is_cross_encoder
-from workers.engines.openvino.convert import IR_FILE, export, gguf_to_ir
+from workers.engines.openvino.convert import IR_FILE, export, ir_directory
 from workers.engines.openvino.device import (
     NpuShape,
     batching_properties,
@@ -19,6 +19,7 @@ from workers.engines.openvino.device import (
     kv_cache_blocks,
     npu_properties,
 )
+from workers.model_cache import convert_apart
 from workers.model_files import context_length, load_tokenizer
 from workers.settings import WorkerSettings
 from workers.sources import resolve
@@ -77,7 +78,10 @@ def ir_to_serve(source: Path, settings: WorkerSettings, npu: bool) -> Path:
     if (source / IR_FILE).is_file():
         return source
     if source.suffix == ".gguf" and settings.openvino_weight_format is None and settings.adapter is None:
-        return gguf_to_ir(source, settings.cache_dir)
+        target = ir_directory(settings.cache_dir, source)
+        if not (target / IR_FILE).exists():
+            convert_apart(source, "openvino", settings.cache_dir)
+        return target
     if not (source / "config.json").is_file() and source.suffix != ".gguf":
         raise ValueError(f"{source} is neither OpenVINO IR, a GGUF file nor a Hugging Face directory")
     # an adapter needs the layers' names, which only optimum-intel's export keeps

@@ -18,8 +18,8 @@ import structlog
 
 from workers.engines.cross_encoder import CrossEncoder
 from workers.engines.embedder import Embedder
-from workers.engines.encoder_export import cache_location, export_apart, export_encoder
-from workers.model_cache import staged
+from workers.engines.encoder_export import cache_location, export_encoder
+from workers.model_cache import convert_apart, staged
 from workers.model_files import load_encoder_tokenizer
 
 log = structlog.get_logger()
@@ -44,7 +44,7 @@ class _Compiled:
     def __init__(self, model_dir: Path, device: str, threads: int, cache_dir: Path) -> None:
         self.ir = ir_location(cache_dir, model_dir)
         if not (self.ir / "encoder.xml").exists():
-            export_apart(model_dir, "openvino", cache_dir)
+            convert_apart(model_dir, "openvino", cache_dir)
         properties = {"INFERENCE_NUM_THREADS": threads} if device == "CPU" else {}
         self.model = ov.Core().compile_model(self.ir / "encoder.xml", device, properties)
         self.inputs = {name for port in self.model.inputs for name in port.get_names()}
