@@ -45,3 +45,19 @@ def test_the_default_workers_hold_no_torch_until_a_grammar_needs_it(server):
     assert answer.status_code == 200, answer.text
     assert isinstance(json.loads(answer.json()["choices"][0]["message"]["content"])["city"], str)
     assert holds_torch(server, CHAT) and not holds_torch(server, EMBED)
+
+
+def test_workers_run_with_two_malloc_arenas_unless_the_operator_says_otherwise(server, monkeypatch, tmp_path):
+    for model in (CHAT, EMBED):
+        pid = server.status(model)["replicas"][0]["pid"]
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"MALLOC_ARENA_MAX=2" in environ
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    empty = tmp_path / "models.toml"
+    empty.write_text("")
+    mine = start_server("--test-engine", "--allow-remote-models", "--models", str(empty))
+    try:
+        pid = mine.status("test-engine")["replicas"][0]["pid"]
+        assert b"MALLOC_ARENA_MAX=4" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    finally:
+        stop_server(mine)
