@@ -17,6 +17,8 @@ docs/bench/. A benchmark, not a test: nothing here asserts a speed.
    transformers in float32 (`--only faithfulness`; faithfulness.py).
 9. Prefix reuse: turn 2's time to first token with a 1,500-token system prompt (`--only prefix`).
 10. Start-up cold and warm, and each process's memory at rest and under load (`--only footprint`).
+11. Prompt-lookup decoding on OpenVINO, one stream, on a prompt that copies and one that does not
+   (`--only lookup`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from gateway.bench import BenchSettings, Report, run
 from gateway.bench.plot import draw
 from gateway.bench.requests import Sample
 from protocol import ChatMessage, Generate, SamplingParams
-from tests.benchmarks import faithfulness, footprint, overhead, prefix
+from tests.benchmarks import faithfulness, footprint, lookup, overhead, prefix
 from tests.server import Server, start_server, stop_server
 from workers.engines import load_engine
 from workers.settings import WorkerSettings
@@ -477,13 +479,19 @@ def main() -> None:
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument(
         "--only",
-        choices=["structured", "batch", "speech", "lora", "faithfulness", "footprint", "prefix", "overhead"],
+        choices=[
+            *("structured", "batch", "speech", "lora", "faithfulness"),
+            *("footprint", "prefix", "overhead", "lookup"),
+        ],
         help="run one part, rewrite its section",
     )
     arguments = parser.parse_args()
     out = Path(arguments.out)
     if arguments.only == "faithfulness":  # in-process, no server
         rewrite_section(out, faithfulness.HEADING, faithfulness_section())
+        return
+    if arguments.only == "lookup":  # in-process, no server
+        rewrite_section(out, lookup.HEADING, lookup.section(lookup.measure(SOURCE), today()))
         return
     if arguments.only == "footprint":  # servers of its own
         rewrite_section(out, footprint.HEADING, footprint_section())
@@ -531,6 +539,7 @@ def main() -> None:
     rewrite_section(out, overhead.HEADING, overhead.section(costs, today()))
     rewrite_section(out, prefix.HEADING, prefix.section(reuse, today()))
     rewrite_section(out, faithfulness.HEADING, faithfulness_section())
+    rewrite_section(out, lookup.HEADING, lookup.section(lookup.measure(SOURCE), today()))
     rewrite_section(out, footprint.HEADING, footprint_section())
 
 
