@@ -114,8 +114,8 @@ def section(cold: float, warm: float, rest: dict[str, float], peak: dict[str, fl
         "what a conversion needed (a first start converts in a child process), and each runs with "
         "two malloc arenas (`MALLOC_ARENA_MAX=2`, set by the supervisor unless the environment has "
         "it; the chat worker 338 → 320 MB at rest, the same tokens/s). The "
-        "embedding worker reads its tokenizer.json with the `tokenizers` library and converts in a "
-        "child process; the chat worker uses transformers' fast tokenizer class itself (AutoTokenizer "
+        "embedding worker reads its tokenizer.json with the `tokenizers` library; the chat worker "
+        "uses transformers' fast tokenizer class itself (AutoTokenizer "
         "imports torch through the model configurations) and imports xgrammar, which imports torch, "
         "only when it first decodes under a grammar (a JSON schema or a required tool call), so the "
         "load above, unconstrained, leaves it out; a structured request adds it for the worker's life.",
