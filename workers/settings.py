@@ -61,6 +61,12 @@ class WorkerSettings(BaseSettings):
     max_adapters: int = Field(
         8, ge=1, description="torch: LoRA adapters kept loaded at once (past it the least recently used goes)"
     )
+    prefix_cache_tokens: int = Field(
+        2048,
+        ge=0,
+        description="torch: prompt KV kept for later requests that start the same way (a system "
+        "prompt, earlier turns), in tokens (SmolLM2-135M in fp32: 46 KB a token); 0: none kept",
+    )
     # --- openvino ---
     kv_cache_gb: float = Field(
         0.25,

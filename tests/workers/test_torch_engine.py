@@ -4,7 +4,8 @@ own generate, continuous batching against single runs, cancel, stop strings, see
 import pytest
 import torch
 
-from protocol import Generate, SamplingParams
+from protocol import ChatMessage, Generate, SamplingParams
+from tests.benchmarks import faithfulness
 from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run, start_two_and_cancel_one
 from workers.engines.base import RequestError
 from workers.engines.torch_engine import TorchEngine
@@ -95,3 +96,25 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_others_keep_decoding(engine)
     while engine.has_work():
         text += "".join(d.text for d in engine.step())
     assert text == alone["long"]
+
+
+def test_a_later_prompt_that_starts_the_same_way_prefills_only_what_is_new(engine):
+    """Turn 2 of a conversation with a long system prompt: the prefill of turn 1 is kept and turn 2
+    prefills on from it; its greedy answer equals an engine's that keeps nothing."""
+    keeping = TorchEngine(resolve(SOURCE), "cpu", max_batch=4, threads=1, prefix_cache_tokens=700)
+    system = ChatMessage("system", faithfulness.TEXT.read_text()[:1500])
+    turn1 = [system, ChatMessage("user", "What is this text about?")]
+    params = SamplingParams(max_tokens=12, temperature=0.0)
+    first, ends = run(keeping, [Generate("1", params, messages=turn1)])
+    prefilled = ends["1"].prompt_tokens - 1  # the last prompt token goes through the batched step
+    assert keeping.prefixes.reused == 0 and keeping.prefixes.tokens == prefilled > 300
+    turn2 = [*turn1, ChatMessage("assistant", first["1"]), ChatMessage("user", "Say it in one word.")]
+    again, ends = run(keeping, [Generate("2", params, messages=turn2)])
+    kept = keeping.prefixes.reused
+    assert kept == prefilled  # all of turn 1's prompt: turn 2 starts with it
+    alone, _ = run(engine, [Generate("2", params, messages=turn2)])  # keeps nothing
+    assert again == alone and ends["2"].prompt_tokens > kept
+    other = [ChatMessage("system", "You are terse."), ChatMessage("user", "What is this text about?")]
+    run(keeping, [Generate("3", params, messages=other)])
+    assert keeping.prefixes.reused == kept  # another start: nothing reused
+    assert prefilled < keeping.prefixes.tokens <= 700  # turn 1 gave way to turns 2 and 3

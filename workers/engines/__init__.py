@@ -33,6 +33,7 @@ def load_engine(settings: WorkerSettings) -> Engine:
             settings.prefill_chunk,
             settings.max_adapters,
             settings.cache_dir,
+            settings.prefix_cache_tokens,
         )
     if settings.engine == "openvino":
         from workers.engines.openvino import load

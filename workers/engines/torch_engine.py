@@ -2,7 +2,9 @@
 
 Each step first prefills waiting requests, at most `prefill_chunk` prompt tokens per step, so a
 long prompt neither stalls the running streams nor keeps the worker from reading cancels. A request
-is prefilled alone (all but its last prompt token) and copied into the batch cache as a new row.
+is prefilled alone (all but its last prompt token) and copied into the batch cache as a new row;
+its prefill is kept a while (torch_prefix.py), and a later prompt that starts the same way (a
+system prompt, a conversation's earlier turns) prefills on from it.
 Then one batched forward runs over one token per row:
 the last prompt token for a row that just joined, the last sampled token for the others. Every row
 therefore advances exactly one token per step, and finished or cancelled rows leave at once.
@@ -34,6 +36,7 @@ from workers import logprobs
 from workers.engines.base import Capabilities, Engine, EngineStats
 from workers.engines.torch_kv import BatchKV
 from workers.engines.torch_lora import Adapters
+from workers.engines.torch_prefix import PrefixCache
 from workers.engines.torch_sampling import RowSampler, choose_tokens
 from workers.gguf_to_hf import as_hf_directory
 from workers.grammar import Grammars, mask_logits
@@ -81,6 +84,7 @@ class TorchEngine(Engine):
         prefill_chunk: int = 512,
         max_adapters: int = 8,
         cache_dir: Path = DEFAULT_CACHE_DIR,
+        prefix_cache_tokens: int = 0,
     ) -> None:
         torch.set_num_threads(threads)
         if device == "auto":
@@ -102,6 +106,7 @@ class TorchEngine(Engine):
         self.running: list[_Row] = []
         self.waiting: deque[_Row] = deque()  # the first may be part-way through its prefill
         self.prefix: DynamicCache | None = None  # that first one's cache so far
+        self.prefixes = PrefixCache(prefix_cache_tokens)  # finished prefills, for later prompts
         self.stats = EngineStats()
         self.failures = []  # every refusal happens in add()
         self.grammars = Grammars(self.tokenizer, self.vocab_size, self.eos_ids)
@@ -153,6 +158,7 @@ class TorchEngine(Engine):
         return AdapterLoaded(request_id, loaded.name, loaded.rank, loaded.targets)
 
     def unload_adapter(self, name: str) -> None:
+        self.prefixes.forget(name)
         self.dropping.add(name)
         self._drop_unused()
 
@@ -222,7 +228,11 @@ class TorchEngine(Engine):
             prompt = row.seq.prompt
             n = len(prompt) - 1  # the last prompt token goes through the batched step
             if self.prefix is None:
-                self.prefix = DynamicCache()
+                # where an earlier prompt started the same way, prefill on from its cache (not for
+                # a prompt scored through the LM head: each position needs its own logits)
+                if not row.scores_prompt:
+                    self.prefix = self.prefixes.longest(prompt[:n], row.adapter)
+                self.prefix = self.prefix or DynamicCache()
             done = self.prefix.get_seq_length()
             take = min(budget, n - done)
             if take > 0:
@@ -242,6 +252,7 @@ class TorchEngine(Engine):
                     )
                     row.prompt_logits.clear()
                 self.kv.add(self.prefix if n else None, n)
+                self.prefixes.keep(prompt[:n], row.adapter, self.prefix)
                 self.running.append(self.waiting.popleft())
                 self.prefix = None
 
