@@ -165,7 +165,12 @@ class TorchEngine(Engine):
     def _adapter(self, adapter: Adapter) -> Any:
         self.dropping.discard(adapter.name)
         in_use = {r.adapter for r in [*self.running, *self.waiting] if r.adapter is not None}
-        return self.adapters.get(adapter.name, adapter.path, adapter.scale, in_use)
+        before = self.adapters.loaded.get(adapter.name)
+        was = None if before is None else (before.path, before.scale)
+        loaded = self.adapters.get(adapter.name, adapter.path, adapter.scale, in_use)
+        if was is not None and was != (loaded.path, loaded.scale):  # other weights: other KV
+            self.prefixes.forget(adapter.name)
+        return loaded
 
     def _drop_unused(self) -> None:
         in_use = {r.adapter for r in [*self.running, *self.waiting]}

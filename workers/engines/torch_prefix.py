@@ -14,7 +14,7 @@ from transformers.cache_utils import Cache, DynamicCache
 MIN_REUSE = 32  # tokens: a shorter common start is prefilled again
 
 
-@dataclass
+@dataclass(eq=False)  # entries are told apart by identity
 class _Entry:
     adapter: str | None
     ids: np.ndarray
