@@ -14,6 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+import structlog
+
+log = structlog.get_logger()
+
 
 def convert_apart(source: Path, engine: Literal["openvino", "onnx"], cache_dir: Path) -> None:
     """Convert the source into the cache with `python -m workers.convert` in a child process, so
@@ -21,6 +25,7 @@ def convert_apart(source: Path, engine: Literal["openvino", "onnx"], cache_dir: 
     whole) does not stay in the serving worker's memory. Measured: an OpenVINO embedding worker
     holds 289 MB, about 500 with the export done in it; the OpenVINO chat worker at rest after
     converting the GGUF itself 614 MB, 338 after a conversion apart."""
+    log.info("converting into the model cache in a child process (once)", source=str(source), to=engine)
     command = [sys.executable, "-m", "workers.convert", str(source), "--to", engine]
     result = subprocess.run([*command, "--cache-dir", str(cache_dir)], capture_output=True, text=True)
     if result.returncode != 0:

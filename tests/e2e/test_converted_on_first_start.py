@@ -42,21 +42,26 @@ def cache(tmp_path_factory):
 def server(cache):
     models = cache.parent / "models.toml"
     models.write_text(MODELS)
-    server = start_server("--models", str(models), "--cache-dir", str(cache), timeout=180)  # the GGUF's
+    # the start waits for the GGUF's conversion (preloaded); the int8 export waits for a request
+    server = start_server("--models", str(models), "--cache-dir", str(cache), timeout=180)
     yield server
     stop_server(server)
 
 
-def test_the_worker_exports_int8_on_first_start_and_serves_it(server, cache):
-    assert server.status("smollm2-int8")["state"] == "registered"
+def capital(server, model: str) -> str:
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=300)
     reply = client.chat.completions.create(
-        model="smollm2-int8",
+        model=model,
         messages=[{"role": "user", "content": "What is the capital of France?"}],
         temperature=0,
         max_tokens=20,
     )
-    assert "Paris" in reply.choices[0].message.content
+    return reply.choices[0].message.content or ""
+
+
+def test_the_worker_exports_int8_on_first_start_and_serves_it(server, cache):
+    assert server.status("smollm2-int8")["state"] == "registered"
+    assert "Paris" in capital(server, "smollm2-int8")
     (exported,) = (cache / "openvino").glob("SmolLM2-135M-Instruct.Q4_1-int8-*")
     model = ov.Core().read_model(exported / "openvino_model.xml")
     types = {
@@ -74,11 +79,4 @@ def test_the_gguf_is_converted_apart_and_its_worker_keeps_none_of_the_conversion
     pid = server.status("smollm2-gguf")["replicas"][0]["pid"]
     maps = Path(f"/proc/{pid}/maps").read_text()
     assert "libopenvino_genai" in maps and "libtorch" not in maps
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=300)
-    reply = client.chat.completions.create(
-        model="smollm2-gguf",
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-        temperature=0,
-        max_tokens=20,
-    )
-    assert "Paris" in reply.choices[0].message.content
+    assert "Paris" in capital(server, "smollm2-gguf")
