@@ -12,6 +12,7 @@ from workers.engines.openvino.device import (
     NpuShape,
     batching_properties,
     choose_device,
+    devices_to_choose_from,
     kv_cache_blocks,
     npu_properties,
 )
@@ -38,6 +39,16 @@ def test_a_named_device_must_be_present():
     assert choose_device("gpu.1", ["CPU", "GPU.0", "GPU.1"]) == "GPU.1"
     with pytest.raises(ValueError, match="sees no 'npu' device here \\(it sees: CPU\\)"):
         choose_device("npu", ["CPU"])
+
+
+def test_a_named_device_is_asked_for_alone_and_a_missing_one_is_explained():
+    core = ov.Core()
+    assert devices_to_choose_from("cpu", core) == ["CPU"]
+    assert "CPU" in devices_to_choose_from("auto", core)
+    if "NPU" in core.available_devices:
+        pytest.skip("this machine has an NPU: the missing-device case needs one without")
+    with pytest.raises(ValueError, match="sees no 'npu' device here"):
+        choose_device("npu", devices_to_choose_from("npu", core))
 
 
 @pytest.mark.parametrize(("asked", "compiled"), [(1024, 1024), (1000, 1024), (64, 64), (65, 128)])

@@ -16,6 +16,7 @@ from workers.engines.openvino.device import (
     NpuShape,
     batching_properties,
     choose_device,
+    devices_to_choose_from,
     kv_cache_blocks,
     npu_properties,
 )
@@ -31,7 +32,7 @@ ADAPTER_WEIGHTS = "fp16"
 
 def load(settings: WorkerSettings) -> Engine:
     source = resolve(settings.source)
-    available = ov.Core().available_devices
+    available = devices_to_choose_from(settings.device, ov.Core())
     device = choose_device(settings.device, available)
     log.info("openvino device chosen", requested=settings.device, device=device, available=available)
     if settings.task == "rerank" and is_cross_encoder(source):

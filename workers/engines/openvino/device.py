@@ -17,6 +17,19 @@ KV_ELEMENT_BYTES = {"u8": 1 + 8 / 64, "i8": 1 + 8 / 64, "f16": 2.0, "bf16": 2.0,
 DEFAULT_KV_PRECISION = {"CPU": "u8", "GPU": "f16"}
 
 
+def devices_to_choose_from(requested: str, core) -> list[str]:
+    """The devices `choose_device` needs to see: every one for `auto`, else only the named one when
+    it is there. Listing every device loads every plugin: a CPU worker held the GPU plugin, ~28 MB."""
+    wanted = requested.upper()
+    if wanted != "AUTO":
+        try:
+            core.get_property(wanted, "FULL_DEVICE_NAME")
+            return [wanted]
+        except RuntimeError:  # not there: the list says what is
+            pass
+    return core.available_devices
+
+
 def choose_device(requested: str, available: Sequence[str]) -> str:
     """`auto`: the NPU if there is one, else a GPU, else the CPU. A named device must be present.
 
