@@ -1,7 +1,8 @@
 """What the default server's workers hold: no torch at rest (about 210 MB a process here). The
 embedding worker never needs it; the chat worker (OpenVINO) loads it with xgrammar the first time
 it decodes under a grammar, and still answers that request within its schema. Workers on the CPU
-load no other device's plugin (the GPU plugin alone held ~28 MB in each)."""
+load no other device's plugin (the GPU plugin alone held ~28 MB in each), and the embedding worker
+keeps resident only the parts of the encoder's weights file it reads (not all it read compiling)."""
 
 import json
 from pathlib import Path
@@ -47,6 +48,22 @@ def test_the_default_workers_hold_no_torch_until_a_grammar_needs_it(server):
     assert answer.status_code == 200, answer.text
     assert isinstance(json.loads(answer.json()["choices"][0]["message"]["content"])["city"], str)
     assert holds_torch(server, CHAT) and not holds_torch(server, EMBED)
+
+
+def test_the_embedding_worker_keeps_little_of_the_encoder_file_resident(server):
+    pid = server.status(EMBED)["replicas"][0]["pid"]
+    resident, size, inside = 0, 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if not fields[0].endswith(":"):
+            inside = len(fields) == 6 and fields[5].endswith("/encoder.bin")
+            if inside:
+                size = Path(fields[5]).stat().st_size
+        elif fields[0] == "Rss:" and inside:
+            resident += int(fields[1]) << 10
+    assert size > 80e6 and resident < size / 2
+    embedded = httpx.post(f"{server.url}/v1/embeddings", json={"model": EMBED, "input": "hi"}, timeout=60)
+    assert embedded.status_code == 200 and len(embedded.json()["data"][0]["embedding"]) == 384
 
 
 def test_workers_run_with_two_malloc_arenas_unless_the_operator_says_otherwise(server, monkeypatch, tmp_path):

@@ -21,6 +21,7 @@ from workers.engines.embedder import Embedder
 from workers.engines.encoder_export import cache_location, export_encoder
 from workers.model_cache import convert_apart, staged
 from workers.model_files import load_encoder_tokenizer
+from workers.page_out import page_out
 
 log = structlog.get_logger()
 
@@ -47,6 +48,7 @@ class _Compiled:
             convert_apart(model_dir, "openvino", cache_dir)
         properties = {"INFERENCE_NUM_THREADS": threads} if device == "CPU" else {}
         self.model = ov.Core().compile_model(self.ir / "encoder.xml", device, properties)
+        page_out(self.ir / "encoder.bin")  # read whole while compiling; most of it copied: ~25 MB
         self.inputs = {name for port in self.model.inputs for name in port.get_names()}
 
     def __call__(self, feed: dict[str, Any]) -> np.ndarray:

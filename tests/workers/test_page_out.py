@@ -1,0 +1,43 @@
+"""page_out hands back a mapped file's resident pages and keeps what the mapping reads."""
+
+import mmap
+import os
+import sys
+
+import pytest
+
+from workers.page_out import page_out
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="MADV_PAGEOUT is Linux's")
+
+
+def resident_kb(path) -> int:
+    """This process's resident kB of mappings of `path`, from /proc/self/smaps."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if not fields[0].endswith(":"):
+                inside = len(fields) == 6 and fields[5] == str(path)
+            elif fields[0] == "Rss:" and inside:
+                total += int(fields[1])
+    return total
+
+
+def test_a_mapped_file_is_paged_out_and_still_reads_the_same(tmp_path):
+    path = tmp_path / "weights.bin"
+    data = os.urandom(16 << 20)
+    path.write_bytes(data)
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        assert bytes(mapped) == data  # every page read: resident
+        assert resident_kb(path) >= 15 << 10
+        assert page_out(path)
+        assert resident_kb(path) < 1 << 10
+        assert bytes(mapped[: 1 << 20]) == data[: 1 << 20]  # read again from the file
+        assert 1 << 10 <= resident_kb(path) < 8 << 10  # what was read (and read ahead) only
+
+
+def test_a_file_not_mapped_is_left_alone(tmp_path):
+    path = tmp_path / "not-mapped.bin"
+    path.write_bytes(b"x")
+    assert not page_out(path)
