@@ -6,6 +6,7 @@ the model)."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,17 @@ def load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(directory, **kwargs)
+
+
+def load_tokenizer_meanwhile(path: Path) -> Future[Any]:
+    """load_tokenizer in a thread of its own, for an engine that builds its model meanwhile:
+    OpenVINO compiles without holding the GIL, so transformers' import (about 1 s here) is off the
+    worker's start-up (3.4 -> 2.4 s for the default chat model)."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tokenizer")
+    try:
+        return pool.submit(load_tokenizer, path)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def load_encoder_tokenizer(directory: Path) -> Any:

