@@ -49,7 +49,7 @@ def start_server(*args: str, timeout: float = 180, key: str | None = None) -> Se
                 return Server(url, process, key)
         except httpx.TransportError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.1)
     process.kill()
     raise RuntimeError("the server did not become healthy in time")
 

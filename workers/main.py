@@ -44,6 +44,7 @@ from protocol.logs import configure_logging
 from protocol.settings import parse_settings
 from workers.engines import load_engine
 from workers.engines.base import Engine, RequestError
+from workers.memory import trim_heap
 from workers.settings import WorkerSettings
 from workers.tokenization import detokenize, tokenize
 
@@ -330,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("loading model", engine=settings.engine, source=settings.source, device=settings.device)
     started = time.monotonic()
     engine = load_engine(settings)
+    trim_heap()  # what loading freed
     context = zmq.Context()
     sockets = [_connect(context, settings, address) for address in settings.connect]
     worker = Worker(settings, engine, sockets)

@@ -19,9 +19,9 @@ import structlog
 from workers.engines.cross_encoder import CrossEncoder
 from workers.engines.embedder import Embedder
 from workers.engines.encoder_export import cache_location, export_encoder
+from workers.memory import page_out
 from workers.model_cache import convert_apart, staged
 from workers.model_files import load_encoder_tokenizer
-from workers.page_out import page_out
 
 log = structlog.get_logger()
 

@@ -1,4 +1,5 @@
-"""page_out hands back a mapped file's resident pages and keeps what the mapping reads."""
+"""What a loaded worker hands back: a mapped file's resident pages (keeping what the mapping reads),
+the heap malloc keeps free."""
 
 import mmap
 import os
@@ -6,9 +7,11 @@ import sys
 
 import pytest
 
-from workers.page_out import page_out
+from workers.memory import page_out, trim_heap
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="MADV_PAGEOUT is Linux's")
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux", reason="MADV_PAGEOUT and malloc_trim are Linux's (glibc's)"
+)
 
 
 def resident_kb(path) -> int:
@@ -41,3 +44,15 @@ def test_a_file_not_mapped_is_left_alone(tmp_path):
     path = tmp_path / "not-mapped.bin"
     path.write_bytes(b"x")
     assert not page_out(path)
+
+
+def test_the_freed_heap_is_given_back():
+    def anonymous_kb() -> int:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("RssAnon:"))
+
+    held = [bytearray(4000) for _ in range(20_000)]  # small blocks: malloc's heap, not mmap
+    del held[:-1]  # the last one keeps the heap's top in use: only a trim hands the rest back
+    before = anonymous_kb()
+    trim_heap()
+    assert anonymous_kb() < before - 40_000
