@@ -31,7 +31,7 @@ from pydantic_settings import BaseSettings, CliPositionalArg, SettingsConfigDict
 
 from protocol.settings import parse_settings
 from workers.engines.cross_encoder import is_cross_encoder
-from workers.settings import WeightFormat
+from workers.settings import OnnxPrecision, WeightFormat
 from workers.sources import resolve
 
 ENCODERS = {"BertModel", "BertForMaskedLM", "RobertaModel", "XLMRobertaModel", "MPNetModel"}
@@ -49,8 +49,10 @@ class ConvertSettings(BaseSettings):
         description="a GGUF file, a Hugging Face directory, pkg:PACKAGE/PATH or a packaged default's id"
     )
     to: Literal["openvino", "onnx"] = Field(description="the engine to convert for")
-    precision: Literal["int4", "fp16", "fp32"] = Field(
-        "int4", description="onnx generation models: the weights the model builder writes"
+    precision: OnnxPrecision | None = Field(
+        None,
+        description="onnx generation models: gguf, a GGUF's own Q4_1/Q8_0 blocks (the default for a "
+        "GGUF); int4, fp16 or fp32, what the model builder writes (int4 for other sources)",
     )
     weight_format: WeightFormat | None = Field(
         None,
@@ -95,7 +97,7 @@ def convert(settings: ConvertSettings) -> Path:
         if settings.weight_format or settings.npu:
             raise SystemExit(
                 "enginehouse convert: --weight-format and --npu are for --to openvino; "
-                "to ONNX, --precision int4|fp16|fp32"
+                "to ONNX, --precision gguf|int4|fp16|fp32"
             )
         from workers.engines.onnx.convert import build
 

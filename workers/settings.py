@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from protocol.logs import LogFormat
 
+# the weights an ONNX model is built with (workers/engines/onnx/convert.py)
+OnnxPrecision = Literal["gguf", "int4", "fp16", "fp32"]
 DEFAULT_CACHE_DIR = Path("~/.cache/enginehouse").expanduser()
 WeightFormat = Literal["fp32", "fp16", "int8", "int4"]  # what optimum-intel writes for OpenVINO
 
@@ -101,8 +103,10 @@ class WorkerSettings(BaseSettings):
         None, description="openvino gpu/npu: compiled models kept here (default: CACHE_DIR/openvino-compiled)"
     )
     # --- onnx ---
-    onnx_precision: Literal["int4", "fp16", "fp32"] = Field(
-        "int4", description="onnx: the weights the model builder writes when it converts a source"
+    onnx_precision: OnnxPrecision | None = Field(
+        None,
+        description="onnx: the weights of a converted source; gguf: a GGUF's own Q4_1/Q8_0 blocks "
+        "(the default for a GGUF), int4/fp16/fp32: what the model builder writes (int4 otherwise)",
     )
     # --- ctranslate2 (speech to text) ---
     compute_type: str = Field(

@@ -39,7 +39,7 @@ class ConvertBody(StrictBody):
     )  # a packaged id, a GGUF file, a Hugging Face directory, pkg:PACKAGE/PATH
     to: Literal["openvino", "onnx"]
     weight_format: Literal["fp16", "int8", "int4"] | None = None  # openvino
-    precision: Literal["int4", "fp16", "fp32"] | None = None  # onnx
+    precision: Literal["gguf", "int4", "fp16", "fp32"] | None = None  # onnx
     npu: bool = False  # openvino: the NPU's weights (symmetric, int4 channel-wise)
 
     def arguments(self, cache_dir: Path) -> list[str]:

@@ -159,7 +159,18 @@ ENGINES: list[tuple[str, str, str, dict[str, object]]] = [
         "openvino",
         {"openvino_weight_format": "int8"},
     ),
-    ("onnx", "int4, ONNX Runtime GenAI's model builder from the de-quantized GGUF", "onnx", {}),
+    (
+        "onnx",
+        "the GGUF's own Q4_1 and Q8_0 blocks in the builder's graph (gguf_weights.py), int8 activations",
+        "onnx",
+        {},
+    ),
+    (
+        "onnx int4",
+        "int4, ONNX Runtime GenAI's model builder from the de-quantized GGUF",
+        "onnx",
+        {"onnx_precision": "int4"},
+    ),
 ]
 
 

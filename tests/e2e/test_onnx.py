@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 MODEL = "smollm2-135m-instruct-onnx"
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+# France's is a near tie for the GGUF's model, which int8 activations may tip; Japan's is not
+QUESTION = [{"role": "user", "content": "What is the capital of Japan?"}]
 STORY = [{"role": "user", "content": "Tell me a long story about a dragon."}]
 
 
@@ -29,8 +30,10 @@ def test_chat_streamed_and_not_gives_the_same_greedy_text(server, client, onnx_m
     streamed = "".join(
         c.choices[0].delta.content or "" for c in client.chat.completions.create(**kwargs, stream=True)
     )
-    assert "Paris" in whole.choices[0].message.content and streamed == whole.choices[0].message.content
-    assert whole.usage.completion_tokens == 30 and whole.usage.prompt_tokens == 37
+    assert "Tokyo" in whole.choices[0].message.content and streamed == whole.choices[0].message.content
+    # the GGUF's own blocks answer and stop, as the GGUF does
+    assert whole.choices[0].finish_reason == "stop" and whole.usage.prompt_tokens == 37
+    assert 0 < whole.usage.completion_tokens < 30
 
 
 def test_closing_a_stream_stops_generation_on_onnx(server, client, onnx_model):

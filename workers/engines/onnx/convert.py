@@ -16,16 +16,15 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import structlog
 
 from workers.gguf_to_hf import as_hf_directory
 from workers.model_cache import entry, staged
+from workers.settings import OnnxPrecision
 
 log = structlog.get_logger()
 
-Precision = Literal["int4", "fp16", "fp32"]
 GENAI_CONFIG = "genai_config.json"
 
 
@@ -39,7 +38,7 @@ def require_convert_extra() -> None:
         )
 
 
-def onnx_directory(cache_dir: Path, source: Path, precision: Precision, lora: str = "") -> Path:
+def onnx_directory(cache_dir: Path, source: Path, precision: OnnxPrecision, lora: str = "") -> Path:
     """This source's ONNX directory in the cache: named by its path, size and the precision (and the
     LoRA shape it takes adapters of)."""
     name = f"{source.stem}-{precision}" + (f"-lora-{lora[:40]}" if lora else "")
@@ -49,17 +48,21 @@ def onnx_directory(cache_dir: Path, source: Path, precision: Precision, lora: st
 def build(
     source: Path,
     cache_dir: Path,
-    precision: Precision = "int4",
+    precision: OnnxPrecision | None = None,
     say: Callable[[str], None] = print,
     adapter_shape: Path | None = None,
 ) -> Path:
     """The ONNX directory of this source (a GGUF or a Hugging Face directory), built now if the
-    cache does not have it yet. With `adapter_shape` (a PEFT directory), built in fp32 with LoRA
-    inputs of that adapter's rank and layers (onnx/lora.py)."""
+    cache does not have it yet: a GGUF with its own blocks unless a precision is given
+    (gguf_weights.py), another source in int4. With `adapter_shape` (a PEFT directory), built in
+    fp32 with LoRA inputs of that adapter's rank and layers (onnx/lora.py)."""
     from workers.engines.onnx.lora import make_adapter_ready, shape_of
 
+    gguf = source.suffix == ".gguf"
     lora = shape_of(adapter_shape) if adapter_shape is not None else ""
-    precision = "fp32" if lora else precision
+    precision = "fp32" if lora else precision or ("gguf" if gguf else "int4")
+    if precision == "gguf" and not gguf:
+        raise ValueError(f"precision gguf keeps a GGUF's own blocks; {source} is not a GGUF")
     target = onnx_directory(cache_dir, source, precision, lora)
     if (target / GENAI_CONFIG).exists():
         return target
@@ -72,7 +75,7 @@ def build(
             "-o",
             str(staging.model),
             "-p",
-            precision,
+            "int4" if precision == "gguf" else precision,
             "-e",
             "cpu",
             "-c",
@@ -87,6 +90,12 @@ def build(
             last = (run.stderr or run.stdout).strip().splitlines()[-3:]
             raise RuntimeError(f"the ONNX Runtime GenAI model builder failed: {' | '.join(last)}")
         shutil.copy(hf / "config.json", staging.model / "config.json")
+        if precision == "gguf":
+            from workers.engines.onnx.gguf_weights import carry_gguf_weights
+
+            say("putting the GGUF's own blocks in the ONNX model")
+            carried = carry_gguf_weights(staging.model, source, json.loads((hf / "config.json").read_text()))
+            log.info("the GGUF's blocks carried", weights=carried)
         if adapter_shape is not None:
             make_adapter_ready(staging.model)
     log.info("built", target=str(target))

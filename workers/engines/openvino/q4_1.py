@@ -25,23 +25,7 @@ import gguf
 import numpy as np
 import openvino as ov
 
-_BLOCK_BYTES = 20  # float16 d, float16 m, 16 bytes of 32 codes (code j low nibble, j + 16 high)
-
-
-def _blocks(tensor: gguf.ReaderTensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A Q4_1 tensor's scales and minimums [rows, blocks] and codes [rows, blocks, 32]."""
-    raw = np.asarray(tensor.data).reshape(tensor.data.shape[0], -1, _BLOCK_BYTES)
-    scale = raw[..., 0:2].copy().view(np.float16)[..., 0]
-    minimum = raw[..., 2:4].copy().view(np.float16)[..., 0]
-    codes = np.concatenate([raw[..., 4:] & 0xF, raw[..., 4:] >> 4], axis=-1)
-    return scale, minimum, codes
-
-
-def _to_hf_rows(array: np.ndarray, heads: int) -> np.ndarray:
-    """llama.cpp's row order of a query or key weight → Hugging Face's (transformers'
-    reverse_permute for Llama)."""
-    rows = array.shape[0]
-    return array.reshape(heads, rows // heads // 2, 2, *array.shape[1:]).swapaxes(1, 2).reshape(array.shape)
+from workers.gguf_blocks import q4_1_blocks, to_hf_rows
 
 
 def _key(codes: np.ndarray) -> str:
@@ -61,13 +45,13 @@ def exact_zero_points(gguf_file: Path, config: dict) -> tuple[dict[str, np.ndarr
         if tensor.tensor_type != gguf.GGMLQuantizationType.Q4_1:
             continue
         count += 1
-        scale, minimum, codes = _blocks(tensor)
+        scale, minimum, codes = q4_1_blocks(tensor)
         scale32 = scale.astype(np.float32)
         zero = np.divide(-minimum.astype(np.float32), scale32, out=np.zeros_like(scale32), where=scale32 != 0)
         table[_key(codes)] = zero
         for n in heads:
             if codes.shape[0] % (2 * n) == 0:
-                table[_key(_to_hf_rows(codes, n))] = _to_hf_rows(zero, n)
+                table[_key(to_hf_rows(codes, n))] = to_hf_rows(zero, n)
     return table, count
 
 
