@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install convert-tools run test test-packages screenshots lint bench scaling soak clean install-service
+.PHONY: install convert-tools run test test-packages screenshots lint bench llama-server scaling soak clean install-service
 
 install: $(STAMP)
 
@@ -78,8 +78,25 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: install convert-tools
+bench: install convert-tools llama-server
 	$(BIN)/python -m tests.benchmarks.run --out docs/benchmarks.md
+
+# llama.cpp's C++ server, the bar the chat figures are set against (tests/benchmarks/llamacpp.py):
+# built once from the llama.cpp sources that llama-cpp-python's sdist carries (PyPI is a registry
+# every machine here reaches), into $(LLAMA_DIR); about 10 minutes on 2 cores.
+LLAMA_CPP_PYTHON := 0.3.36
+LLAMA_DIR := $(VENV)-llama
+llama-server: $(LLAMA_DIR)/build/bin/llama-server
+
+$(LLAMA_DIR)/build/bin/llama-server:
+	rm -rf $(LLAMA_DIR)/src && mkdir -p $(LLAMA_DIR)/src
+	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+		llama-cpp-python==$(LLAMA_CPP_PYTHON) -d $(LLAMA_DIR)/src
+	tar xzf $(LLAMA_DIR)/src/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz -C $(LLAMA_DIR)/src
+	cmake -S $(LLAMA_DIR)/src/llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp -B $(LLAMA_DIR)/build \
+		-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+		-DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >/dev/null
+	cmake --build $(LLAMA_DIR)/build --target llama-server -j2 >/dev/null
 
 # one gateway against two in front of the same worker, and a Redis round trip per request:
 # docs/scaling.md (needs redis-server: make test-packages)
@@ -115,4 +132,4 @@ install-service: install
 	@echo "enginehouse is starting: journalctl -u enginehouse -f; the API key is in /etc/enginehouse/api-keys"
 
 clean:
-	rm -rf $(VENV) $(CONVERT_VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CONVERT_VENV) $(LLAMA_DIR) *.egg-info .pytest_cache .ruff_cache

@@ -19,6 +19,8 @@ docs/bench/. A benchmark, not a test: nothing here asserts a speed.
 10. Start-up cold and warm, and each process's memory at rest and under load (`--only footprint`).
 11. Prompt-lookup decoding on OpenVINO, one stream, on a prompt that copies and one that does not
    (`--only lookup`).
+12. Side by side with llama.cpp's llama-server on the same GGUF, 1 and 8 streams, alternating
+   rounds (`--only llamacpp`; llamacpp.py; `make llama-server` builds it).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from gateway.bench import BenchSettings, Report, run
 from gateway.bench.plot import draw
 from gateway.bench.requests import Sample
 from protocol import ChatMessage, Generate, SamplingParams
-from tests.benchmarks import faithfulness, footprint, lookup, overhead, prefix
+from tests.benchmarks import faithfulness, footprint, llamacpp, lookup, overhead, prefix
 from tests.server import Server, start_server, stop_server
 from workers.engines import load_engine
 from workers.settings import WorkerSettings
@@ -62,6 +64,13 @@ CHAT_VARIANTS = {
     "openvino": ("openvino", {}),
     "openvino-int8": ("openvino", {"openvino_weight_format": "int8"}),
     "onnx": ("onnx", {}),
+    "onnx-int4": ("onnx", {"onnx_precision": "int4"}),
+}
+# the ids measured beside llama.cpp's server (llamacpp.py), and their weights
+BESIDE_LLAMA = {
+    f"{MODEL} (OpenVINO, the default)": (f"{MODEL}-openvino", "the GGUF's Q4_1 blocks, minimums exact"),
+    f"{MODEL}-onnx": (f"{MODEL}-onnx", "the GGUF's Q4_1/Q8_0 blocks, int8 activations"),
+    f"{MODEL}-onnx, int4": (f"{MODEL}-onnx-int4", "int4 re-quantized by the model builder"),
 }
 TOKENS = 128
 STREAMS = (1, 4, 8, 16)
@@ -481,7 +490,7 @@ def main() -> None:
         "--only",
         choices=[
             *("structured", "batch", "speech", "lora", "faithfulness"),
-            *("footprint", "prefix", "overhead", "lookup"),
+            *("footprint", "prefix", "overhead", "lookup", "llamacpp"),
         ],
         help="run one part, rewrite its section",
     )
@@ -519,6 +528,9 @@ def main() -> None:
             if arguments.only == "prefix":
                 rewrite_section(out, prefix.HEADING, prefix.section(prefix.measure(server, MODEL), today()))
                 return
+            if arguments.only == "llamacpp":
+                rewrite_section(out, llamacpp.HEADING, beside_llama(server))
+                return
             if arguments.only == "speech":
                 rewrite_section(out, SPEECH_HEADING, speech_section(*speech_runs(server, Path(directory))))
                 return
@@ -530,6 +542,7 @@ def main() -> None:
             adapters = {name: lora_runs(server, Path(directory), name) for name in LORA_BASES}
             costs = overhead.measure(server, bench, plots)
             reuse = prefix.measure(server, MODEL)
+            llama = beside_llama(server)
         finally:
             stop_server(server)
     local = {variant: in_process(variant) for variant in CHAT_VARIANTS}
@@ -538,9 +551,17 @@ def main() -> None:
     rewrite_section(out, LORA_HEADING, lora_section(adapters))
     rewrite_section(out, overhead.HEADING, overhead.section(costs, today()))
     rewrite_section(out, prefix.HEADING, prefix.section(reuse, today()))
+    rewrite_section(out, llamacpp.HEADING, llama)
     rewrite_section(out, faithfulness.HEADING, faithfulness_section())
     rewrite_section(out, lookup.HEADING, lookup.section(lookup.measure(SOURCE), today()))
     rewrite_section(out, footprint.HEADING, footprint_section())
+
+
+def beside_llama(server: Server) -> list[str]:
+    ids = {name: model for name, (model, _) in BESIDE_LLAMA.items()}
+    rates = llamacpp.measure(server, bench, resolve(SOURCE), ids)
+    notes = {name: weights for name, (_, weights) in BESIDE_LLAMA.items()}
+    return llamacpp.section(rates, notes, today())
 
 
 def today() -> str:
@@ -576,16 +597,18 @@ def document(
         "torch de-quantizes the GGUF to fp32 and runs our own batched decode loop; OpenVINO hands the "
         "GGUF (as IR, its own Q4_1 weights) to OpenVINO GenAI's ContinuousBatchingPipeline; "
         "openvino-int8 is the same engine on the GGUF exported by optimum-intel with int8 weights "
-        "(`enginehouse convert ... --weight-format int8`); ONNX serves the GGUF rebuilt "
-        "once as an int4 ONNX Runtime GenAI model, one Generator per request, each advanced one token "
+        "(`enginehouse convert ... --weight-format int8`); ONNX serves the GGUF's own Q4_1 and Q8_0 "
+        "blocks in the graph ONNX Runtime GenAI's model builder writes (workers/engines/onnx/"
+        "gguf_weights.py; its matmuls quantize activations to int8), onnx-int4 the builder's own int4 "
+        "re-quantization of the de-quantized GGUF, one Generator per request, each advanced one token "
         f"per step. Each request: a chat prompt of about 40 tokens, {TOKENS} tokens out (`ignore_eos`), "
         "temperature 0.2, top_p 0.9 (the model's defaults), streamed. Command: `"
         + CHAT.format(model="smollm2-135m-instruct-VARIANT", n="N", requests="max(N,3)", tokens=TOKENS)
         + "`. *In-process*: one stream in the engine's own step loop, nothing else running, the best "
         "of three requests, with the same sampling and greedy.",
         "",
-        "The bar: llama.cpp's C++ server on this machine, same GGUF, 8 slots, 2 threads, streamed, "
-        "128 tokens: 71 tok/s on one stream, 104 tok/s on 8. Our goal through HTTP: 85 and 156.",
+        "The bar, llama.cpp's C++ server on the same GGUF in the same run, is the section \"Side by "
+        "side with llama.cpp's server\" below.",
         "",
         "| variant | streams | HTTP tok/s | in-process tok/s (1 stream) | in-process greedy | req/s "
         "| TTFT mean / p99 ms | TPOT mean ms | ITL p99 ms |",
@@ -613,13 +636,16 @@ def document(
         "LLMPipeline instead of the batching pipeline: 93 vs 96 tok/s greedy; other exports: int4 "
         "asymmetric in groups of 128/64 as fast as Q4_1, the NPU's symmetric channel-wise int4 as "
         "fast as int8, fp16 slower. So OpenVINO is the engine for many streams, and ONNX Runtime "
-        "GenAI makes the fastest single stream; its own continuous-batching `og.Engine` also runs on "
+        "GenAI makes the fastest single stream (as fast as llama.cpp's with the GGUF's blocks); its "
+        "own continuous-batching `og.Engine` also runs on "
         "the CPU in 0.18, but measured in-process (2 threads, 128 tokens) 161 tok/s on one request "
         "and 200 on eight (it batches at most 4), against 206-211 and 178 for Generators driven by "
-        "the engine, so the engine drives Generators. Its int4 weights are re-quantized from the "
-        "de-quantized Q4_1, so its text differs from the GGUF's (greedy answers repeat themselves "
-        "more); the plain `smollm2-135m-instruct` id therefore stays on OpenVINO, with the GGUF's "
-        "own weights, which need no conversion tools (the int8 export needs `make convert-tools`).",
+        "the engine, so the engine drives Generators. The builder's int4 re-quantization (onnx-int4) "
+        "is the fastest and the least faithful (Faithfulness to the GGUF, below); with the GGUF's "
+        "blocks ONNX keeps the GGUF's text as closely as its int8 activations allow, at about 0.7x "
+        "the int4 speed (the 8-bit output layer and the minimums' per-block sums). The plain "
+        "`smollm2-135m-instruct` id stays on OpenVINO: the most faithful, and the fastest at many "
+        "streams.",
         "",
         *structured_section(structured),
         "",
