@@ -19,6 +19,7 @@ from pathlib import Path
 
 import structlog
 
+from workers.gguf_blocks import carriable
 from workers.gguf_to_hf import as_hf_directory
 from workers.model_cache import entry, staged
 from workers.settings import OnnxPrecision
@@ -53,14 +54,19 @@ def build(
     adapter_shape: Path | None = None,
 ) -> Path:
     """The ONNX directory of this source (a GGUF or a Hugging Face directory), built now if the
-    cache does not have it yet: a GGUF with its own blocks unless a precision is given
-    (gguf_weights.py), another source in int4. With `adapter_shape` (a PEFT directory), built in
-    fp32 with LoRA inputs of that adapter's rank and layers (onnx/lora.py)."""
+    cache does not have it yet. Without a precision: a GGUF with its own blocks when they are Q4_1
+    and Q8_0 (gguf_weights.py), else int4. With `adapter_shape` (a PEFT directory), built in fp32
+    with LoRA inputs of that adapter's rank and layers (onnx/lora.py)."""
     from workers.engines.onnx.lora import make_adapter_ready, shape_of
 
     gguf = source.suffix == ".gguf"
     lora = shape_of(adapter_shape) if adapter_shape is not None else ""
-    precision = "fp32" if lora else precision or ("gguf" if gguf else "int4")
+    if lora:
+        precision = "fp32"
+    elif precision is None and gguf:  # reading the GGUF's block kinds takes seconds: only to build
+        built = onnx_directory(cache_dir, source, "gguf")
+        precision = "gguf" if (built / GENAI_CONFIG).exists() or carriable(source) else "int4"
+    precision = precision or "int4"
     if precision == "gguf" and not gguf:
         raise ValueError(f"precision gguf keeps a GGUF's own blocks; {source} is not a GGUF")
     target = onnx_directory(cache_dir, source, precision, lora)
