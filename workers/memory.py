@@ -6,7 +6,7 @@
   though nothing reads most of them again. Paging them out leaves the mapping in place: a page the
   compiled model does read in place (the token-embedding table's rows) comes back from the file
   when used. Nothing is lost: the hint only reclaims clean file pages (a copied-on-write page
-  stays, there is no swap to put it in). A kernel before 5.4 ignores it.
+  stays, there is no swap to put it in). A kernel before 5.4 refuses the hint and nothing changes.
 - `trim_heap()`: the heap compiling freed (malloc_trim): graph passes allocate and free a lot, and
   glibc keeps freed pages; the OpenVINO chat worker held 8-34 MB more without it.
 """
