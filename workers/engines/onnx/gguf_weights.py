@@ -59,10 +59,6 @@ class _Graph:
         return name
 
 
-def _tensors(gguf_file: Path) -> dict[str, gguf.ReaderTensor]:
-    return {t.name: t for t in gguf.GGUFReader(gguf_file).tensors}
-
-
 def _q4_1_rows(tensors: dict[str, gguf.ReaderTensor], names: list[str], heads: dict[str, int]):
     """Scales, minimums [N, blocks] and codes [N, blocks, 32] of these Q4_1 tensors stacked by rows,
     the query's and key's rows in transformers' order."""
@@ -119,12 +115,12 @@ def _q8_0(tensors: dict[str, gguf.ReaderTensor], name: str) -> tuple[np.ndarray,
     return scale.astype(np.float32), (codes.astype(np.int16) + 128).astype(np.uint8)
 
 
-def carry_gguf_weights(model_dir: Path, gguf_file: Path, config: dict) -> int:
-    """Rewrite model_dir/model.onnx (and its .data) with the GGUF's blocks; how many weights."""
+def carry_gguf_weights(model_dir: Path, tensors: dict[str, gguf.ReaderTensor], config: dict) -> int:
+    """Rewrite model_dir/model.onnx (and its .data) with the GGUF's blocks (`tensors`:
+    gguf_blocks.read_tensors); how many weights."""
     path = model_dir / "model.onnx"
     model = onnx.load(path)
     graph = _Graph(model)
-    tensors = _tensors(gguf_file)
     heads = {
         "attn_q": config["num_attention_heads"],
         "attn_k": config.get("num_key_value_heads") or config["num_attention_heads"],
