@@ -79,6 +79,18 @@ class WorkerSettings(BaseSettings):
     kv_cache_precision: str | None = Field(
         None, description="openvino: u8, f16 or f32 (default: the device's)"
     )
+    inference_precision: Literal["f32", "bf16", "f16"] = Field(
+        "f32",
+        description="openvino cpu: the precision of the float math, embeddings' too (f32: what the "
+        "weights give; OpenVINO's own choice on a CPU with AVX-512 BF16 or AMX is bf16, which changes "
+        "greedy text and embeddings)",
+    )
+    dynamic_quantization: bool = Field(
+        False,
+        description="openvino cpu: int8 activations in the quantized weights' matmuls on a CPU with "
+        "VNNI or AMX (measured on an AVX-512 EPYC: a tenth faster on one stream, but a request's greedy "
+        "text then depends on which others share its steps)",
+    )
     prefix_caching: bool = Field(
         True, description="openvino cpu/gpu: reuse KV blocks of repeated prompt prefixes"
     )

@@ -126,12 +126,12 @@ def through_openvino(source: str, ids: list[int], pieces: object, **options: obj
 
     from workers.engines.openvino import ir_to_serve
     from workers.engines.openvino.convert import IR_FILE
+    from workers.engines.openvino.device import compile_properties
 
     settings = WorkerSettings(model="faithfulness", source=source, connect="", engine="openvino", **options)
     directory = ir_to_serve(resolve(source), settings, npu=False)
-    compiled = ov.Core().compile_model(
-        str(directory / IR_FILE), "CPU", {"INFERENCE_NUM_THREADS": settings.threads}
-    )
+    properties = compile_properties("CPU", settings)
+    compiled = ov.Core().compile_model(str(directory / IR_FILE), "CPU", properties)
     request = compiled.create_infer_request()
     request.reset_state()
     logits = []

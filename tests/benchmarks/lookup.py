@@ -52,10 +52,15 @@ def measure(source: str) -> Rows:
     """Per pipeline (plain, prompt lookup), per prompt: best tok/s, tokens, the greedy text."""
     import openvino_genai as ov_genai
 
+    from workers.engines.openvino.device import compile_properties
+
     directory = served_ir(source)
     rows: Rows = {}
     for name, options in (("plain", {}), ("prompt lookup", {"prompt_lookup": True})):
-        pipe = ov_genai.LLMPipeline(str(directory), "CPU", INFERENCE_NUM_THREADS=2, **options)
+        properties = compile_properties(
+            "CPU", WorkerSettings(model="lookup", source=source, connect="", threads=2)
+        )
+        pipe = ov_genai.LLMPipeline(str(directory), "CPU", **properties, **options)
         tokenizer = pipe.get_tokenizer()
         for prompt_name, prompt in PROMPTS.items():
             config = ov_genai.GenerationConfig()

