@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.benchmarks import machine
 from tests.server import Server, free_port
 
 HEADING = "## Side by side with llama.cpp's server"
@@ -94,7 +95,8 @@ def section(rates: dict[str, dict[int, list[float]]], notes: dict[str, str], dat
         ]
     llama = {n: statistics.median(rates[LLAMA][n]) for n in STREAMS}
     lines += [
-        f"Measured {date}. The same client (`enginehouse bench --concurrency N --num-requests max(N,3) "
+        f"Measured {date} on {machine.described()}. The same client (`enginehouse bench --concurrency N "
+        "--num-requests max(N,3) "
         f"--max-tokens {TOKENS}`, streamed, `ignore_eos`, the built-in prompts of about 40 tokens, each "
         "server's default sampling) against llama.cpp's `llama-server -m GGUF -np 8 -cb -t 2 -c 16384` "
         "on the packaged GGUF and against our ids, in alternating rounds; the median of "

@@ -47,7 +47,7 @@ from gateway.bench import BenchSettings, Report, run
 from gateway.bench.plot import draw
 from gateway.bench.requests import Sample
 from protocol import ChatMessage, Generate, SamplingParams
-from tests.benchmarks import faithfulness, footprint, llamacpp, lookup, overhead, prefix
+from tests.benchmarks import faithfulness, footprint, llamacpp, lookup, machine, overhead, prefix
 from tests.server import Server, start_server, stop_server
 from workers.engines import load_engine
 from workers.settings import WorkerSettings
@@ -62,6 +62,7 @@ ENGINES = ("torch", "openvino", "onnx")
 CHAT_VARIANTS = {
     "torch": ("torch", {}),
     "openvino": ("openvino", {}),
+    "openvino-bf16": ("openvino", {"inference_precision": "bf16", "dynamic_quantization": True}),
     "openvino-int8": ("openvino", {"openvino_weight_format": "int8"}),
     "onnx": ("onnx", {}),
     "onnx-int4": ("onnx", {"onnx_precision": "int4"}),
@@ -69,6 +70,10 @@ CHAT_VARIANTS = {
 # the ids measured beside llama.cpp's server (llamacpp.py), and their weights
 BESIDE_LLAMA = {
     f"{MODEL} (OpenVINO, the default)": (f"{MODEL}-openvino", "the GGUF's Q4_1 blocks, minimums exact"),
+    f"{MODEL}-openvino-bf16": (
+        f"{MODEL}-openvino-bf16",
+        "the default's weights, bf16 math and int8 activations (OpenVINO's own CPU defaults here)",
+    ),
     f"{MODEL}-onnx": (f"{MODEL}-onnx", "the GGUF's Q4_1/Q8_0 blocks, int8 activations"),
     f"{MODEL}-onnx, int4": (f"{MODEL}-onnx-int4", "int4 re-quantized by the model builder"),
 }
@@ -107,7 +112,7 @@ def models_file(directory: Path) -> Path:
             f"temperature = {PARAMS.temperature}\ntop_p = {PARAMS.top_p}\n"
         )
         if options:
-            values = "".join(f'{name} = "{value}"\n' for name, value in options.items())
+            values = "".join(f"{name} = {json.dumps(value)}\n" for name, value in options.items())  # TOML
             tables.append(f'["{MODEL}-{variant}".options]\n{values}')
     # the ONNX base of the LoRA runs: built with LoRA inputs of the adapters' shape (fp32)
     tables.append(
@@ -588,7 +593,7 @@ def document(
         "# Benchmarks",
         "",
         f"Made by `make bench` (`python -m tests.benchmarks.run`) on {datetime.date.today()}: "
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, one "
+        f"{machine.described()}, Python {platform.python_version()}, one "
         "`enginehouse serve --test-engine` (engine threads: all cores) with the load client "
         "(`enginehouse bench`, aiohttp, SSE parsed by hand) on the same machine. Plots in `docs/bench/`.",
         "",
