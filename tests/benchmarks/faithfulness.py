@@ -204,7 +204,7 @@ def section(rows: list[Row], tokens: int, date: str) -> list[str]:
     lines = [
         HEADING,
         "",
-        f"Measured {date} on {machine.described()}. The text in `tests/benchmarks/faithfulness.txt` "
+        f"{machine.measured(date)} The text in `tests/benchmarks/faithfulness.txt` "
         f"({tokens} tokens), "
         "teacher-forced: at every position the log-probability each engine gives the text's next "
         "token, and its first choice there. The reference is transformers in float32 on the GGUF "

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from gateway.bench import BenchSettings, run
+from tests.benchmarks import machine
 from tests.benchmarks.soak import processes, rss_mb
 from tests.server import Server, start_server, stop_server
 
@@ -86,7 +87,8 @@ def section(cold: float, warm: float, rest: dict[str, float], peak: dict[str, fl
     lines = [
         HEADING,
         "",
-        f"Measured {date}. `enginehouse serve` with the packaged defaults (the chat model on OpenVINO, "
+        f"{machine.measured(date)} "
+        "`enginehouse serve` with the packaged defaults (the chat model on OpenVINO, "
         "the embedding model on OpenVINO; whisper-base loads on first use) to `/health` 200, polled "
         "every 0.1 s: cold with an empty model cache (`--cache-dir` a new directory: the GGUF's IR "
         "with its exact Q4_1 minimums and the encoder's IR are made on the way), then warm on that cache.",

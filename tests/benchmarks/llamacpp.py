@@ -95,7 +95,7 @@ def section(rates: dict[str, dict[int, list[float]]], notes: dict[str, str], dat
         ]
     llama = {n: statistics.median(rates[LLAMA][n]) for n in STREAMS}
     lines += [
-        f"Measured {date} on {machine.described()}. The same client (`enginehouse bench --concurrency N "
+        f"{machine.measured(date)} The same client (`enginehouse bench --concurrency N "
         "--num-requests max(N,3) "
         f"--max-tokens {TOKENS}`, streamed, `ignore_eos`, the built-in prompts of about 40 tokens, each "
         "server's default sampling) against llama.cpp's `llama-server -m GGUF -np 8 -cb -t 2 -c 16384` "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from tests.benchmarks import machine
 from workers.settings import WorkerSettings
 from workers.sources import resolve
 
@@ -88,7 +89,7 @@ def section(rows: Rows, date: str) -> list[str]:
     lines = [
         HEADING,
         "",
-        f"Measured {date}. One stream, greedy, in-process on the IR the default worker serves: "
+        f"{machine.measured(date)} One stream, greedy, in-process on the IR the default worker serves: "
         "OpenVINO GenAI's `LLMPipeline(..., prompt_lookup=True)` (candidates of up to "
         f"{NUM_ASSISTANT_TOKENS} tokens found by matching the last {MAX_NGRAM_SIZE} tokens in the "
         "prompt and the answer so far, checked in one pass) against the plain pipeline, on a prompt "

@@ -34,3 +34,8 @@ def described() -> str:
         vectors = "AVX2" if "avx2" in flags else "no AVX2"
     name = f"{platform.machine()} {cpu.get('model name', '')}".strip()
     return f"{name}, {os.cpu_count()} cores, {vectors}"
+
+
+def measured(date: object) -> str:
+    """How a section's text starts: when, and on what."""
+    return f"Measured {date} on {described()}."

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from gateway.bench import Report
+from tests.benchmarks import machine
 from tests.server import Server, free_port
 
 HEADING = "## Gateway overhead: the test engine against a bare aiohttp handler"
@@ -65,7 +66,7 @@ def section(reports: dict[str, list[Report]], today: str) -> list[str]:
     lines = [
         HEADING,
         "",
-        f"Measured {today}. `enginehouse serve --test-engine` adds `test-engine`, a worker with no "
+        f"{machine.measured(today)} `enginehouse serve --test-engine` adds `test-engine`, a worker with no "
         "model that emits one token per request per step as fast as its loop runs: what remains is "
         "the cost of the path, worker loop + msgspec + ZeroMQ + router + handler + SSE. The baseline "
         "(`tests/benchmarks/bare_aiohttp.py`) is one aiohttp handler on uvloop writing the same "

@@ -14,6 +14,7 @@ import time
 
 import httpx
 
+from tests.benchmarks import machine
 from tests.benchmarks.faithfulness import TEXT
 from tests.server import Server
 
@@ -109,7 +110,8 @@ def section(rows: dict[str, tuple[float, float, int]], date: str) -> list[str]:
     lines = [
         HEADING,
         "",
-        f"Measured {date}. Two turns of a chat whose system prompt is {tokens} tokens (turn 1's whole "
+        f"{machine.measured(date)} "
+        f"Two turns of a chat whose system prompt is {tokens} tokens (turn 1's whole "
         f"prompt; from `tests/benchmarks/faithfulness.txt`), 16 tokens an answer, greedy, streamed; turn 2 "
         "adds turn 1's answer and a new question. Time to first token through HTTP, the median of "
         f"{CONVERSATIONS} conversations, each with its own system prompt. Goal: turn 2 within 25% of "

@@ -215,7 +215,7 @@ def structured_section(rows: list[tuple[str, int, Report, Report]]) -> list[str]
     lines = [
         STRUCTURED_HEADING,
         "",
-        f"Measured {datetime.date.today()}. The chat requests above, once as they are and once with "
+        f"{machine.measured(datetime.date.today())} The chat requests above, once as they are and once with "
         "`response_format` json_schema: an object of 40 required string properties `line01`..`line40` "
         "(`enginehouse bench ... --json-schema FILE`), so every one of the 128 tokens is chosen under "
         "the grammar's mask and no answer ends early. torch and ONNX mask the logits with xgrammar "
@@ -281,7 +281,8 @@ def batch_section(idle: Report, busy: Report, rate: float) -> list[str]:
     return [
         BATCH_HEADING,
         "",
-        f"Measured {datetime.date.today()}. One chat stream at a time (8 requests, 32 tokens each) on "
+        f"{machine.measured(datetime.date.today())} "
+        "One chat stream at a time (8 requests, 32 tokens each) on "
         f"`{MODEL}-openvino`, on an idle server and while a {BATCH_LINES}-line batch of 64-token chat "
         "lines runs on the same model through `/v1/batches`. Batch lines take at most `--batch-share` "
         "(0.5) of the model's batch slots and none is sent while a live request waits. Goal: the live "
@@ -370,7 +371,8 @@ def speech_section(rerank: list[tuple[str, Report]], speech: list[tuple[str, int
     lines = [
         SPEECH_HEADING,
         "",
-        f"Measured {datetime.date.today()}. Rerank: queries of 16 documents (the built-in story texts), "
+        f"{machine.measured(datetime.date.today())} "
+        "Rerank: queries of 16 documents (the built-in story texts), "
         "2 requests in flight, on each engine's variant of all-MiniLM-L6-v2 scoring as a bi-encoder "
         "(cosine similarity; no cross-encoder ships on PyPI):",
         "",
@@ -459,7 +461,7 @@ def lora_section(rows: dict[str, tuple[Report, list[Report], float]]) -> list[st
     lines = [
         LORA_HEADING,
         "",
-        f"Measured {datetime.date.today()}. Per engine, 8 streams of {TOKENS} tokens (16 requests) "
+        f"{machine.measured(datetime.date.today())} Per engine, 8 streams of {TOKENS} tokens (16 requests) "
         "on the base alone; then 8 streams at once split over 4 LoRA adapters made with PEFT (r=8 on "
         "q_proj and v_proj; 2 streams and 4 requests each), loaded at run time with "
         "`/v1/load_lora_adapter`. torch: `smollm2-135m-instruct-torch` (fp32), the rows of all "
