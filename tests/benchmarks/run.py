@@ -21,6 +21,8 @@ docs/bench/. A benchmark, not a test: nothing here asserts a speed.
    (`--only lookup`).
 12. Side by side with llama.cpp's llama-server on the same GGUF, 1 and 8 streams, alternating
    rounds (`--only llamacpp`; llamacpp.py; `make llama-server` builds it).
+13. One decode step of the default model by OpenVINO node type, its own counters (`--only profile`;
+   step_profile.py).
 """
 
 from __future__ import annotations
@@ -47,7 +49,16 @@ from gateway.bench import BenchSettings, Report, run
 from gateway.bench.plot import draw
 from gateway.bench.requests import Sample
 from protocol import ChatMessage, Generate, SamplingParams
-from tests.benchmarks import faithfulness, footprint, llamacpp, lookup, machine, overhead, prefix
+from tests.benchmarks import (
+    faithfulness,
+    footprint,
+    llamacpp,
+    lookup,
+    machine,
+    overhead,
+    prefix,
+    step_profile,
+)
 from tests.server import Server, start_server, stop_server
 from workers.engines import load_engine
 from workers.settings import WorkerSettings
@@ -497,7 +508,7 @@ def main() -> None:
         "--only",
         choices=[
             *("structured", "batch", "speech", "lora", "faithfulness"),
-            *("footprint", "prefix", "overhead", "lookup", "llamacpp"),
+            *("footprint", "prefix", "overhead", "lookup", "llamacpp", "profile"),
         ],
         help="run one part, rewrite its section",
     )
@@ -508,6 +519,11 @@ def main() -> None:
         return
     if arguments.only == "lookup":  # in-process, no server
         rewrite_section(out, lookup.HEADING, lookup.section(lookup.measure(SOURCE), today()))
+        return
+    if arguments.only == "profile":  # in-process, no server
+        rewrite_section(
+            out, step_profile.HEADING, step_profile.section(step_profile.measure(SOURCE), today())
+        )
         return
     if arguments.only == "footprint":  # servers of its own
         rewrite_section(out, footprint.HEADING, footprint_section())
@@ -561,6 +577,7 @@ def main() -> None:
     rewrite_section(out, llamacpp.HEADING, llama)
     rewrite_section(out, faithfulness.HEADING, faithfulness_section())
     rewrite_section(out, lookup.HEADING, lookup.section(lookup.measure(SOURCE), today()))
+    rewrite_section(out, step_profile.HEADING, step_profile.section(step_profile.measure(SOURCE), today()))
     rewrite_section(out, footprint.HEADING, footprint_section())
 
 
