@@ -48,6 +48,10 @@ from workers.memory import trim_heap
 from workers.settings import WorkerSettings
 from workers.tokenization import detokenize, tokenize
 
+# a send that waits for room (one gateway, its queue full) looks this often whether the gateway is
+# still there: a gateway killed mid-stream reads nothing more, and the send would wait forever
+SEND_WAIT_MS = 1000
+
 log = structlog.get_logger()
 
 
@@ -57,6 +61,7 @@ class Worker:
         self.codec = WorkerCodec()
         self.draining = False
         self.exit_code: int | None = None
+        self.orphaned = False  # the gateway that started it is gone: nothing to send to
         self.pending: list[tuple[int, ToWorker]] = []  # read during long work, handled after it
         self.next_beat = 0.0
         self.origin: dict[str, int] = {}  # request id → the gateway (socket) that sent it
@@ -107,11 +112,17 @@ class Worker:
             self.origin.pop(request_id, None)
 
     def _send(self, index: int, message: ToGateway) -> None:
-        if index in self.refused:
+        if index in self.refused or self.orphaned:
             return
         if len(self.sockets) == 1:
-            self.sockets[0].send(self.codec.encode(message))
-            return
+            frame = self.codec.encode(message)
+            while True:
+                try:
+                    self.sockets[0].send(frame)  # waits at most SEND_WAIT_MS (SNDTIMEO)
+                    return
+                except zmq.Again:
+                    if self.gateway_gone():
+                        return
         try:
             self.sockets[index].send(self.codec.encode(message), zmq.NOBLOCK)
         except zmq.Again:
@@ -151,10 +162,16 @@ class Worker:
                 self.exit_code = 0
             if time.monotonic() >= self.next_beat:
                 self.beat_if_due()
-                if self.settings.parent_pid and os.getppid() != self.settings.parent_pid:
-                    log.warning("gateway is gone, exiting")
-                    self.exit_code = 0
+                self.gateway_gone()
         return self.exit_code
+
+    def gateway_gone(self) -> bool:
+        """The gateway that started this worker is gone (exit then); a remote worker's gateway may
+        come back: it is never gone."""
+        if not self.orphaned and self.settings.parent_pid and os.getppid() != self.settings.parent_pid:
+            log.warning("gateway is gone, exiting")
+            self.orphaned, self.exit_code = True, 0
+        return self.orphaned
 
     def receive(self) -> list[tuple[int, ToWorker]]:
         """Every message waiting on the sockets, with the gateway it came from; a malformed one is
@@ -352,6 +369,7 @@ def _connect(context: zmq.Context, settings: WorkerSettings, address: str) -> zm
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.IDENTITY, settings.worker_id.encode())
     socket.setsockopt(zmq.LINGER, 1000)
+    socket.setsockopt(zmq.SNDTIMEO, SEND_WAIT_MS)
     if settings.curve_key is not None and settings.curve_server_key is not None:
         socket.curve_publickey, socket.curve_secretkey = zmq.auth.load_certificate(settings.curve_key)
         socket.curve_serverkey, _ = zmq.auth.load_certificate(settings.curve_server_key)

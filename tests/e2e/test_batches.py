@@ -11,6 +11,7 @@ import time
 
 import httpx
 import openai
+import psutil
 import pytest
 
 from tests.server import start_server, stop_server
@@ -99,6 +100,14 @@ def test_chat_and_embedding_batches_complete_with_every_custom_id_once(client):
         client.files.retrieve(chat_file.id)
 
 
+def exited(process: psutil.Process) -> bool:
+    """Exited (a zombie too: an orphan's new parent may not reap it)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def test_a_gateway_killed_mid_batch_resumes_it_and_answers_each_line_once(tmp_path):
     """On the test engine (the gateway's paths are what is tested): each line 4,000 tokens."""
     state, models = tmp_path / "state", tmp_path / "models.toml"
@@ -112,9 +121,14 @@ def test_a_gateway_killed_mid_batch_resumes_it_and_answers_each_line_once(tmp_pa
     )
     while client.batches.retrieve(batch.id).request_counts.completed < 10:
         time.sleep(0.05)
+    worker = psutil.Process(first.status("echo")["replicas"][0]["pid"])
     first.process.send_signal(signal.SIGKILL)
     first.process.wait(timeout=10)
-    time.sleep(2)  # its workers see their parent gone and exit
+    # its worker, streaming into a queue no one reads any more, sees its parent gone and exits
+    deadline = time.monotonic() + 15
+    while not exited(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert exited(worker), "the worker outlived its gateway"
     with sqlite3.connect(state / "batches.sqlite3") as db:
         done = db.execute("SELECT COUNT(*) FROM lines WHERE status_code IS NOT NULL").fetchone()[0]
     assert 10 <= done < 60
