@@ -90,8 +90,9 @@ class Worker:
 
     def send(self, message: ToGateway) -> None:
         """To the gateway the message's request came from; a registration or a heartbeat to all.
-        With one gateway a send waits for room; with several, a gateway that went away costs its
-        own requests only: what it does not take is dropped."""
+        With one gateway a send waits for room (for as long as the gateway that started this worker
+        is there); with several, a gateway that went away costs its own requests only: what it does
+        not take is dropped."""
         request_id = getattr(message, "request_id", None)
         if isinstance(message, StepOutput) and len(self.sockets) > 1:
             by_gateway: dict[int, list] = {}
