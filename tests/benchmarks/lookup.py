@@ -56,11 +56,10 @@ def measure(source: str) -> Rows:
     from workers.engines.openvino.device import compile_properties
 
     directory = served_ir(source)
+    settings = WorkerSettings(model="lookup", source=source, connect="", threads=2)
+    properties = compile_properties("CPU", settings)
     rows: Rows = {}
     for name, options in (("plain", {}), ("prompt lookup", {"prompt_lookup": True})):
-        properties = compile_properties(
-            "CPU", WorkerSettings(model="lookup", source=source, connect="", threads=2)
-        )
         pipe = ov_genai.LLMPipeline(str(directory), "CPU", **properties, **options)
         tokenizer = pipe.get_tokenizer()
         for prompt_name, prompt in PROMPTS.items():
