@@ -140,16 +140,19 @@ def through_openvino(source: str, ids: list[int], pieces: object, **options: obj
     logits = []
     for start in range(0, len(ids) - 1, CHUNK):
         chunk = ids[start : min(start + CHUNK, len(ids) - 1)]
-        outputs = request.infer(
-            {
-                "input_ids": np.array([chunk], dtype=np.int64),
-                "attention_mask": np.ones((1, start + len(chunk)), dtype=np.int64),
-                "position_ids": np.arange(start, start + len(chunk), dtype=np.int64)[None],
-                "beam_idx": np.zeros(1, dtype=np.int32),
-            }
-        )
+        outputs = request.infer(stateful_feed(chunk, start))
         logits.append(np.array(outputs["logits"][0], dtype=np.float32))
     return _scores(np.concatenate(logits), ids, pieces)
+
+
+def stateful_feed(ids: list[int], start: int) -> dict[str, np.ndarray]:
+    """The inputs of a stateful OpenVINO LLM IR for `ids` following `start` tokens in its KV state."""
+    return {
+        "input_ids": np.array([ids], dtype=np.int64),
+        "attention_mask": np.ones((1, start + len(ids)), dtype=np.int64),
+        "position_ids": np.arange(start, start + len(ids), dtype=np.int64)[None],
+        "beam_idx": np.zeros(1, dtype=np.int32),
+    }
 
 
 # what is measured: name, the weights in words, the engine, its worker options

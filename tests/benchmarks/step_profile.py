@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 
 from tests.benchmarks import machine
+from tests.benchmarks.faithfulness import stateful_feed
 from tests.benchmarks.lookup import served_ir
 from workers.settings import WorkerSettings
 
@@ -26,7 +27,6 @@ Profile = tuple[float, dict[str, tuple[float, int]], float]
 def measure(source: str) -> Profile:
     """The median wall ms of a step; per node type, its ms a step and how many nodes; the output
     layer's ms."""
-    import numpy as np
     import openvino as ov
 
     from workers.engines.openvino.convert import IR_FILE
@@ -41,14 +41,7 @@ def measure(source: str) -> Profile:
     request.reset_state()
 
     def step(start: int, length: int) -> None:
-        request.infer(
-            {
-                "input_ids": np.full((1, length), 100, dtype=np.int64),
-                "attention_mask": np.ones((1, start + length), dtype=np.int64),
-                "position_ids": np.arange(start, start + length, dtype=np.int64)[None],
-                "beam_idx": np.zeros(1, dtype=np.int32),
-            }
-        )
+        request.infer(stateful_feed([100] * length, start))
 
     step(0, PROMPT_TOKENS)
     walls: list[float] = []
