@@ -48,9 +48,12 @@ from workers.memory import trim_heap
 from workers.settings import WorkerSettings
 from workers.tokenization import detokenize, tokenize
 
-# a send that waits for room (one gateway, its queue full) looks this often whether the gateway is
-# still there: a gateway killed mid-stream reads nothing more, and the send would wait forever
+# a send that waits for room (a gateway's queue full) looks this often whether the gateway is still
+# there: a gateway killed mid-stream reads nothing more, and the send would wait forever
 SEND_WAIT_MS = 1000
+# with several gateways, one that takes nothing for this long is given up on (its requests are
+# cancelled) so that the others' requests go on; until then its requests lose no message
+STALL_S = 10.0
 
 log = structlog.get_logger()
 
@@ -66,6 +69,8 @@ class Worker:
         self.next_beat = 0.0
         self.origin: dict[str, int] = {}  # request id → the gateway (socket) that sent it
         self.refused: set[int] = set()
+        # of several gateways, those given up on (`stall`) → the requests cancelled then
+        self.stalled: dict[int, list[str]] = {}
         self.poller = zmq.Poller()
         for socket in sockets:
             self.poller.register(socket, zmq.POLLIN)
@@ -90,9 +95,9 @@ class Worker:
 
     def send(self, message: ToGateway) -> None:
         """To the gateway the message's request came from; a registration or a heartbeat to all.
-        With one gateway a send waits for room (for as long as the gateway that started this worker
-        is there); with several, a gateway that went away costs its own requests only: what it does
-        not take is dropped."""
+        A send waits for room, so a slow gateway slows the engine down and loses nothing; with one
+        gateway for as long as the gateway that started this worker is there, with several for up
+        to STALL_S: a gateway that takes nothing for that long costs its own requests only."""
         request_id = getattr(message, "request_id", None)
         if isinstance(message, StepOutput) and len(self.sockets) > 1:
             by_gateway: dict[int, list] = {}
@@ -115,19 +120,45 @@ class Worker:
     def _send(self, index: int, message: ToGateway) -> None:
         if index in self.refused or self.orphaned:
             return
-        if len(self.sockets) == 1:
-            frame = self.codec.encode(message)
-            while True:
-                try:
-                    self.sockets[0].send(frame)  # waits at most SEND_WAIT_MS (SNDTIMEO)
+        frame, socket = self.codec.encode(message), self.sockets[index]
+        if index in self.stalled:  # given up on: sent only if there is room at once
+            try:
+                socket.send(frame, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.resume(index)
+            return
+        deadline = time.monotonic() + STALL_S
+        while True:
+            try:
+                socket.send(frame)  # waits at most SEND_WAIT_MS (SNDTIMEO)
+                return
+            except zmq.Again:
+                if self.gateway_gone():
                     return
-                except zmq.Again:
-                    if self.gateway_gone():
-                        return
-        try:
-            self.sockets[index].send(self.codec.encode(message), zmq.NOBLOCK)
-        except zmq.Again:
-            log.warning("a gateway is not taking messages; dropped one", gateway=self.settings.connect[index])
+                if len(self.sockets) > 1 and time.monotonic() >= deadline:
+                    self.stall(index)
+                    return
+
+    def stall(self, index: int) -> None:
+        """One of several gateways took nothing for STALL_S: its requests are cancelled, and what
+        goes to it is dropped until it takes a message again or sends a request (`resume`)."""
+        gone = [request_id for request_id, origin in self.origin.items() if origin == index]
+        log.warning(
+            "a gateway is not taking messages; its requests are cancelled",
+            gateway=self.settings.connect[index],
+            requests=len(gone),
+        )
+        for request_id in gone:
+            self.engine.cancel(request_id)
+            del self.origin[request_id]
+        self.stalled[index] = gone
+
+    def resume(self, index: int) -> None:
+        """A stalled gateway is back: the requests cancelled meanwhile fail there, not hang."""
+        message = f"the gateway took nothing from the worker for {STALL_S:g} s; the request was cancelled"
+        for request_id in self.stalled.pop(index, ()):
+            self._send(index, Failed(request_id, 503, "worker_gave_up", message))
 
     def beat_if_due(self) -> None:
         now = time.monotonic()
@@ -192,6 +223,8 @@ class Worker:
                 request_id = getattr(message, "request_id", None)
                 if request_id is not None and not isinstance(message, Cancel):
                     self.origin[request_id] = index
+                    if index in self.stalled:  # it sends requests: it is there again
+                        self.resume(index)
                 messages.append((index, message))
         return messages
 

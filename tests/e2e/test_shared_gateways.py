@@ -5,6 +5,7 @@ one gateway killed, Redis stopped (fail-open, and the metric says so), the desig
 lease, cancel through the load balancer."""
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -121,7 +122,7 @@ def test_sixteen_streams_across_both_never_run_more_than_max_batch(deployment):
                 body = {
                     "model": MODEL,
                     "messages": [{"role": "user", "content": "go"}],
-                    "max_tokens": 3000,
+                    "max_tokens": 10_000,  # long enough for the watcher to see the batch full
                     "stream": True,
                 }
                 headers = {"Authorization": f"Bearer {('k2', 'k3')[i // 8]}"}
@@ -147,6 +148,73 @@ def test_sixteen_streams_across_both_never_run_more_than_max_batch(deployment):
     codes = asyncio.run(run())
     assert codes == [200] * 16
     assert seen and max(seen) <= MAX_BATCH and max(seen) == MAX_BATCH, max(seen)
+
+
+def stream_through_both_pausing_b(deployment, tokens: int, pause_s: float | None) -> list[dict]:
+    """A stream through each gateway (key k4); once a's has brought 100 events, b is stopped
+    (SIGSTOP) for pause_s, or None: until a's stream has ended. Each answer: its text, finish reason
+    and error event, if any."""
+    a, b = deployment["a"], deployment["b"]
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "go"}], "max_tokens": tokens}
+    body["stream"] = True
+
+    async def run() -> list[dict]:
+        async with httpx.AsyncClient(timeout=60, headers={"Authorization": "Bearer k4"}) as client:
+            started, a_ended = asyncio.Event(), asyncio.Event()
+
+            async def one(gateway) -> dict:
+                text, finish, error, events = [], None, None, 0
+                async with client.stream("POST", f"{gateway.url}/v1/chat/completions", json=body) as r:
+                    async for line in r.aiter_lines():
+                        if not line.startswith("data: {"):
+                            continue
+                        event = json.loads(line[6:])
+                        error = event.get("error", error)
+                        for choice in event.get("choices", ()):
+                            text.append(choice["delta"].get("content") or "")
+                            finish = choice["finish_reason"] or finish
+                        events += 1
+                        if gateway is a and events == 100:
+                            started.set()
+                if gateway is a:
+                    a_ended.set()
+                return {"text": "".join(text), "finish": finish, "error": error}
+
+            async def pause() -> None:
+                await started.wait()
+                b.process.send_signal(signal.SIGSTOP)
+                await (asyncio.sleep(pause_s) if pause_s is not None else a_ended.wait())
+                b.process.send_signal(signal.SIGCONT)
+
+            pausing = asyncio.create_task(pause())
+            answers = await asyncio.gather(one(a), one(b))
+            await pausing
+            return answers
+
+    try:
+        return asyncio.run(run())
+    finally:
+        b.process.send_signal(signal.SIGCONT)
+
+
+def test_a_gateway_that_pauses_loses_nothing_of_its_streams(deployment):
+    """Gateway b stopped for 3 s mid-stream: the worker waits for it (both streams wait, as with
+    one gateway) instead of dropping what b does not take, and both answers are whole."""
+    whole = {"text": " tok" * 60_000, "finish": "length", "error": None}
+    assert stream_through_both_pausing_b(deployment, 60_000, 3) == [whole, whole]
+
+
+def test_a_gateway_stopped_past_the_stall_limit_costs_only_its_own_streams(deployment):
+    """Gateway b stopped for longer than the worker waits (STALL_S, 10 s; b's buffers fill long
+    before a's stream ends, so a's can end only after the worker gave up on b): a's answer is
+    whole; b's, once b runs again, ends with an error event instead of hanging, and b serves the
+    next request."""
+    tokens = 200_000
+    through_a, through_b = stream_through_both_pausing_b(deployment, tokens, None)
+    assert through_a == {"text": " tok" * tokens, "finish": "length", "error": None}
+    assert through_b["finish"] is None and " tok" * tokens > through_b["text"]
+    assert through_b["error"]["code"] == "worker_gave_up", through_b["error"]
+    assert chat(deployment["b"].url, "k4").status_code == 200
 
 
 def test_a_keys_share_counts_its_sequences_through_both_gateways(deployment):
