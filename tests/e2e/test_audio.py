@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import time
+import wave
 
 import httpx
 import openai
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.skipif(
 )
 MODEL = "whisper-base"
 SENTENCE = "The quick brown fox jumps over the lazy dog. Speech recognition should write this sentence down."
-# about forty seconds: two of Whisper's thirty-second windows, several segments
+# spoken slowly (-s 100), about 38 s: two of Whisper's thirty-second windows, several segments (at
+# -s 140 it fits one window, whose segments all come at once: a client hanging up after the first
+# would find nothing left to cancel)
 STORY = (
     "The old lighthouse stood on a rock at the end of the harbour. Every night the keeper climbed "
     "the stairs and lit the lamp. Ships far out at sea could see its light and knew where the "
@@ -55,7 +58,9 @@ def recordings(tmp_path_factory):
             check=True,
         )
     long = directory / "long.wav"
-    subprocess.run(["espeak-ng", "-s", "140", "-w", str(long), STORY], check=True)
+    subprocess.run(["espeak-ng", "-s", "100", "-w", str(long), STORY], check=True)
+    with wave.open(str(long)) as spoken:
+        assert spoken.getnframes() / spoken.getframerate() > 32, "the story fits one Whisper window"
     return directory
 
 
