@@ -83,9 +83,12 @@ bench: install convert-tools llama-server
 
 # llama.cpp's C++ server, the bar the chat figures are set against (tests/benchmarks/llamacpp.py):
 # built once from the llama.cpp sources that llama-cpp-python's sdist carries (PyPI is a registry
-# every machine here reaches), into $(LLAMA_DIR); about 10 minutes on 2 cores.
+# every machine here reaches), into $(LLAMA_DIR); about 10 minutes on 2 cores. Native, but without
+# ggml's AMX kernels: on the Xeon VMs here (AMX in cpuinfo, the kernel granting XTILEDATA) they die
+# with SIGILL at `tilezero` as the model loads (llama.cpp vendored in llama-cpp-python 0.3.36).
 LLAMA_CPP_PYTHON := 0.3.36
 LLAMA_DIR := $(VENV)-llama
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 llama-server: $(LLAMA_DIR)/build/bin/llama-server
 
 $(LLAMA_DIR)/build/bin/llama-server:
@@ -95,7 +98,8 @@ $(LLAMA_DIR)/build/bin/llama-server:
 	tar xzf $(LLAMA_DIR)/src/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz -C $(LLAMA_DIR)/src
 	cmake -S $(LLAMA_DIR)/src/llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp -B $(LLAMA_DIR)/build \
 		-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-		-DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >/dev/null
+		-DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+		-DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)" >/dev/null
 	cmake --build $(LLAMA_DIR)/build --target llama-server -j2 >/dev/null
 
 # one gateway against two in front of the same worker, and a Redis round trip per request:

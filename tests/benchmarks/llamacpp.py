@@ -99,7 +99,8 @@ def section(rates: dict[str, dict[int, list[float]]], notes: dict[str, str], dat
         "--num-requests max(N,3) "
         f"--max-tokens {TOKENS}`, streamed, `ignore_eos`, the built-in prompts of about 40 tokens, each "
         "server's default sampling) against llama.cpp's `llama-server -m GGUF -np 8 -cb -t 2 -c 16384` "
-        "on the packaged GGUF and against our ids, in alternating rounds; the median of "
+        "(`make llama-server`: native, without ggml's AMX kernels, which die with SIGILL on the Xeon "
+        "VMs here) on the packaged GGUF and against our ids, in alternating rounds; the median of "
         f"{ROUNDS} rounds, and its ratio to llama-server's in the same rounds.",
         "",
         "| server / model id | weights | "
