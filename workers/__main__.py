@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(settings, engine, sockets)
     worker.register()
     log.info("registered", load_seconds=round(time.monotonic() - started, 1), **vars(engine.capabilities))
+    engine.warm_up()
+    trim_heap()
     try:
         code = worker.run()
     except Exception:  # the engine is in an unknown state: exit, the gateway restarts us

@@ -69,6 +69,10 @@ class Engine(ABC):
     @abstractmethod
     def has_work(self) -> bool: ...
 
+    def warm_up(self) -> None:  # noqa: B027 (most engines have nothing to do)
+        """Work the first request would otherwise wait for, done once the worker has registered
+        (requests that come meanwhile wait in the socket)."""
+
     def embed(
         self, requests: list[Embed], between: Callable[[], set[str]] = set
     ) -> list[Embeddings | Failed]:

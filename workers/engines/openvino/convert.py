@@ -39,6 +39,7 @@ from workers.settings import WeightFormat
 log = structlog.get_logger()
 
 IR_FILE = "openvino_model.xml"
+IR_WEIGHTS = "openvino_model.bin"
 # what optimum-cli prints that is worth passing on: NNCF's table of the weights it compressed
 _TABLE_EDGES = tuple("│┍┝├┕")
 
