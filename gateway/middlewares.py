@@ -96,6 +96,9 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         code = exc.reason.lower().replace(" ", "_")
         return APIError(exc.status, message, code, headers=headers).response(style)
+    except ConnectionResetError:  # the client left while we wrote (aiohttp cancels the handler after)
+        log.info("client went away")
+        return web.Response(status=499)  # for the request's log line and metrics: the client is gone
     except Exception:
         log.exception("unhandled error")
         return APIError(500, "The server failed on this request.", "internal_error").response(style)

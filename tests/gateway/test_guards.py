@@ -20,6 +20,11 @@ async def answer(request: web.Request) -> web.StreamResponse:
     return web.json_response({"ok": True})
 
 
+async def client_left(request: web.Request) -> web.StreamResponse:
+    # what aiohttp raises when a handler writes to a client that has just gone away
+    raise ConnectionResetError("Cannot write to closing transport")
+
+
 @pytest.fixture
 def serve(aiohttp_client):
     async def start(**settings):
@@ -31,6 +36,7 @@ def serve(aiohttp_client):
         app.router.add_get("/v1/models/status", answer)
         app.router.add_get("/", answer)
         app.router.add_post("/v1/chat/completions", answer)
+        app.router.add_post("/v1/completions", client_left)
         for path in ("/v1/models/load", "/v1/models/unload", "/models/load", "/models/unload"):
             app.router.add_post(path, answer)
         return await aiohttp_client(app)
@@ -221,3 +227,13 @@ async def test_the_operators_figures_need_an_admin_key_once_there_are_admin_keys
     assert (await with_admins.get("/v1/models")).status == 401
     without_admins = await serve(api_keys=["user"], rate_limit=0)
     assert (await without_admins.get("/v1/models/status", headers=user)).status == 200
+
+
+async def test_a_client_gone_while_written_to_is_a_499_not_an_unhandled_error(serve):
+    client = await serve()
+    with structlog.testing.capture_logs() as logs:
+        response = await client.post("/v1/completions", json={})
+    assert response.status == 499
+    events = [entry["event"] for entry in logs]
+    assert "client went away" in events and "unhandled error" not in events
+    assert next(e for e in logs if e["event"] == "request")["status"] == 499
