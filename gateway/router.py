@@ -42,6 +42,7 @@ from protocol import (
     Ranked,
     Refused,
     Register,
+    RegisterAgain,
     Rerank,
     Shutdown,
     StepOutput,
@@ -51,6 +52,7 @@ from protocol import (
 
 log = structlog.get_logger()
 MAX_REMOTE_MODELS = 64  # models that only remote workers serve (with --allow-remote-models)
+ASK_EVERY_S = 1.0  # an unregistered peer that keeps sending is answered (and logged) this often
 
 
 class LoRA(NamedTuple):
@@ -90,6 +92,7 @@ class Router:
         self.bounds = bounds
         self.models: dict[str, ModelState] = {}
         self.workers: dict[Peer, Worker] = {}
+        self.unregistered: dict[Peer, float] = {}  # peers that sent before registering → when answered
         self.streams: dict[str, Stream] = {}
         self.admission = Admission(self._place, bounds.key_share, bounds.max_queue, bounds.key_waiting)
         self._tasks: list[asyncio.Task[None]] = []
@@ -312,7 +315,7 @@ class Router:
                 continue
             worker = self.workers.get(peer)
             if worker is None:
-                log.error("message from an unregistered worker peer, dropped", peer=str(peer))
+                self._unregistered(peer)
                 continue
             worker.last_seen = time.monotonic()
             if isinstance(message, StepOutput):
@@ -349,11 +352,26 @@ class Router:
         state.steps_by_batch_size[len(message.deltas)] += 1
         return first
 
+    def _unregistered(self, peer: Peer) -> None:
+        """A message from a peer that has not registered, dropped. A remote worker outlives a
+        gateway that crashed and came back, and keeps sending to it: it is asked to register
+        again (a local worker is this gateway's child and goes with it)."""
+        now = time.monotonic()
+        if now - self.unregistered.get(peer, -ASK_EVERY_S) < ASK_EVERY_S:
+            return
+        if len(self.unregistered) > 1024:  # bounded, whoever sends
+            self.unregistered.clear()
+        self.unregistered[peer] = now
+        log.warning("message from an unregistered worker peer, dropped", peer=str(peer), asked=peer.remote)
+        if peer.remote:
+            self.link.send(peer, RegisterAgain())
+
     def _refuse(self, peer: Peer, info: Register, reason: str) -> None:
         log.error("worker refused", worker_id=info.worker_id, model=info.model, peer=str(peer), reason=reason)
         self.link.send(peer, Refused(reason))
 
     def _register(self, peer: Peer, info: Register) -> None:
+        self.unregistered.pop(peer, None)
         if info.protocol_version != PROTOCOL_VERSION:
             reason = f"protocol version {info.protocol_version} differs from the gateway's {PROTOCOL_VERSION}"
             return self._refuse(peer, info, reason)

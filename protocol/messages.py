@@ -3,7 +3,7 @@
 Worker → gateway: Register, Heartbeat, StepOutput, Embeddings, Ranked, Tokenized, Detokenized,
 AdapterLoaded, Failed.
 Gateway → worker: Generate, Transcribe, Embed, Rerank, Tokenize, Detokenize, LoadAdapter,
-UnloadAdapter, Cancel, Shutdown, Refused.
+UnloadAdapter, Cancel, Shutdown, Refused, RegisterAgain.
 
 A transcription streams like a generation: each step's delta is the text of the audio's next
 segment, with the segment's times in its details.
@@ -19,7 +19,7 @@ from typing import Any, Literal
 import msgspec
 
 # Bump on any change a peer of the previous version would misread.
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 
 
 class ToolCall(msgspec.Struct, frozen=True):
@@ -191,6 +191,12 @@ class Refused(msgspec.Struct, tag=True, frozen=True):
     reason: str
 
 
+class RegisterAgain(msgspec.Struct, tag=True, frozen=True):
+    """To a remote worker whose messages come to a gateway that does not know it (restarted since
+    the worker registered, or dropped it as silent): what that gateway had sent it is gone; the
+    worker registers again."""
+
+
 ToWorker = (
     Generate
     | Transcribe
@@ -203,6 +209,7 @@ ToWorker = (
     | Cancel
     | Shutdown
     | Refused
+    | RegisterAgain
 )
 
 

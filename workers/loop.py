@@ -26,6 +26,7 @@ from protocol import (
     LoadAdapter,
     Refused,
     Register,
+    RegisterAgain,
     Rerank,
     Shutdown,
     StepOutput,
@@ -68,23 +69,37 @@ class Worker:
         for socket in sockets:
             self.poller.register(socket, zmq.POLLIN)
 
-    def register(self) -> None:
+    def registration(self) -> Register:
         caps = self.engine.capabilities
-        self.send(
-            Register(
-                worker_id=self.settings.worker_id,
-                model=self.settings.model,
-                engine=caps.engine,
-                device=caps.device,
-                tasks=caps.tasks,
-                max_batch=caps.max_batch,
-                context_length=caps.context_length,
-                protocol_version=PROTOCOL_VERSION,
-                pid=os.getpid(),
-                embedding_dimension=caps.embedding_dimension,
-                chat_template=getattr(self.engine.tokenizer, "chat_template", None) or "",
-            )
+        return Register(
+            worker_id=self.settings.worker_id,
+            model=self.settings.model,
+            engine=caps.engine,
+            device=caps.device,
+            tasks=caps.tasks,
+            max_batch=caps.max_batch,
+            context_length=caps.context_length,
+            protocol_version=PROTOCOL_VERSION,
+            pid=os.getpid(),
+            embedding_dimension=caps.embedding_dimension,
+            chat_template=getattr(self.engine.tokenizer, "chat_template", None) or "",
         )
+
+    def register(self) -> None:
+        self.send(self.registration())
+
+    def register_again(self, index: int) -> None:
+        """The gateway at `index` does not know this worker (it crashed and came back): what it
+        had sent is gone there, so it is cancelled here, and the worker registers with it."""
+        if index in self.refused:
+            return
+        lost = [request_id for request_id, origin in self.origin.items() if origin == index]
+        for request_id in lost:
+            self.engine.cancel(request_id)
+            del self.origin[request_id]
+        self.stalled.pop(index, None)
+        log.warning("registering again", gateway=self.settings.connect[index], cancelled=len(lost))
+        self._send(index, self.registration())
 
     def send(self, message: ToGateway) -> None:
         """To the gateway the message's request came from; a registration or a heartbeat to all.
@@ -249,6 +264,8 @@ class Worker:
                 self.draining = True
                 if not message.drain:
                     self.exit_code = 0
+            elif isinstance(message, RegisterAgain):
+                self.register_again(index)
             elif isinstance(message, Refused):
                 log.error(
                     "a gateway refused this worker",

@@ -132,3 +132,47 @@ def test_past_max_loaded_models_1_the_loaded_model_makes_room(tmp_path):
             time.sleep(0.1)
     finally:
         stop_server(server)
+
+
+def test_a_remote_worker_registers_again_with_a_gateway_that_crashed_and_came_back(tmp_path):
+    """The worker outlives its gateway; the one started in its place asks it to register (it
+    knew nothing of it), and the stream the worker was generating for the dead one is cancelled."""
+    models = tmp_path / "models.toml"
+    models.write_text(MODELS)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    arguments = ("--models", str(models), "--worker-bind", address, "--allow-remote-models")
+    server = start_server(*arguments)
+    process = worker(address, "remote-again")
+    try:
+
+        def serving(server) -> bool:
+            deadline = time.monotonic() + 30
+            while listed(server).get("remote-again") != "ready":
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.2)
+            return True
+
+        assert serving(server)
+        endless = {"model": "remote-again", "prompt": "hi", "max_tokens": 1_000_000, "stream": True}
+        with httpx.stream("POST", f"{server.url}/v1/completions", json=endless, timeout=30) as answer:
+            lines = answer.iter_lines()  # kept: an iterator let go of closes the connection
+            assert answer.status_code == 200 and next(lines).startswith("data: ")
+            assert server.status("remote-again")["in_flight"] == 1
+            server.process.kill()  # no goodbye to the worker
+            server.process.wait()
+        server = start_server(*arguments)
+        assert serving(server)
+        deadline = time.monotonic() + 10
+        while server.status("remote-again")["replicas"][0]["running"] != 0:  # from its heartbeats
+            assert time.monotonic() < deadline, "the dead gateway's stream is still generated"
+            time.sleep(0.2)
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        reply = client.chat.completions.create(
+            model="remote-again", messages=[{"role": "user", "content": "hi"}], max_tokens=3
+        )
+        assert reply.choices[0].message.content == " tok tok tok"
+        assert server.status("remote-again")["replicas"][0]["pid"] == process.pid
+    finally:
+        process.kill()
+        process.wait()
+        stop_server(server)
