@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(settings, engine, sockets)
     worker.register()
     log.info("registered", load_seconds=round(time.monotonic() - started, 1), **vars(engine.capabilities))
-    engine.warm_up()
-    trim_heap()
     try:
+        engine.warm_up()
+        trim_heap()
         code = worker.run()
     except Exception:  # the engine is in an unknown state: exit, the gateway restarts us
         log.exception("engine failed")

@@ -46,6 +46,23 @@ def listed(server):
     return {m.id: m.state for m in client.models.list().data}
 
 
+def wait_ready(server, model, process) -> None:
+    deadline = time.monotonic() + 30
+    while listed(server).get(model) != "ready":
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.2)
+
+
+def answers(server, model, process) -> None:
+    """The remote worker process answers a chat request through the gateway."""
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    reply = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=3
+    )
+    assert reply.choices[0].message.content == " tok tok tok"
+    assert server.status(model)["replicas"][0]["pid"] == process.pid
+
+
 def test_a_worker_with_the_accepted_key_registers_and_serves(gateway):
     server, address, keys = gateway
     process = worker(
@@ -57,16 +74,8 @@ def test_a_worker_with_the_accepted_key_registers_and_serves(gateway):
         str(keys / "server.key"),
     )
     try:
-        deadline = time.monotonic() + 30
-        while listed(server).get("remote-one") != "ready":
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.2)
-        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
-        reply = client.chat.completions.create(
-            model="remote-one", messages=[{"role": "user", "content": "hi"}], max_tokens=3
-        )
-        assert reply.choices[0].message.content == " tok tok tok"
-        assert server.status("remote-one")["replicas"][0]["pid"] == process.pid
+        wait_ready(server, "remote-one", process)
+        answers(server, "remote-one", process)
         available = httpx.get(f"{server.url}/models/available").json()["models"]
         remote = next(m for m in available if m["model_id"] == "remote-one")
         assert (remote["task"], remote["engine"], remote["loaded"]) == ("generate", "test", True)
@@ -144,15 +153,7 @@ def test_a_remote_worker_registers_again_with_a_gateway_that_crashed_and_came_ba
     server = start_server(*arguments)
     process = worker(address, "remote-again")
     try:
-
-        def serving(server) -> bool:
-            deadline = time.monotonic() + 30
-            while listed(server).get("remote-again") != "ready":
-                assert time.monotonic() < deadline and process.poll() is None
-                time.sleep(0.2)
-            return True
-
-        assert serving(server)
+        wait_ready(server, "remote-again", process)
         endless = {"model": "remote-again", "prompt": "hi", "max_tokens": 1_000_000, "stream": True}
         with httpx.stream("POST", f"{server.url}/v1/completions", json=endless, timeout=30) as answer:
             lines = answer.iter_lines()  # kept: an iterator let go of closes the connection
@@ -161,17 +162,12 @@ def test_a_remote_worker_registers_again_with_a_gateway_that_crashed_and_came_ba
             server.process.kill()  # no goodbye to the worker
             server.process.wait()
         server = start_server(*arguments)
-        assert serving(server)
+        wait_ready(server, "remote-again", process)
         deadline = time.monotonic() + 10
         while server.status("remote-again")["replicas"][0]["running"] != 0:  # from its heartbeats
             assert time.monotonic() < deadline, "the dead gateway's stream is still generated"
             time.sleep(0.2)
-        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
-        reply = client.chat.completions.create(
-            model="remote-again", messages=[{"role": "user", "content": "hi"}], max_tokens=3
-        )
-        assert reply.choices[0].message.content == " tok tok tok"
-        assert server.status("remote-again")["replicas"][0]["pid"] == process.pid
+        answers(server, "remote-again", process)
     finally:
         process.kill()
         process.wait()

@@ -115,7 +115,8 @@ class BatchingEngine(Engine):
         to wait for; a request that comes while the worker does this waits instead."""
         config = ov_genai.GenerationConfig()
         config.max_new_tokens, config.ignore_eos = 2, True
-        ids = ov.Tensor(np.arange(1, WARM_UP_TOKENS + 1, dtype=np.int64)[None])
+        length = max(1, min(WARM_UP_TOKENS, self.context_length - 2))
+        ids = ov.Tensor((np.arange(1, length + 1, dtype=np.int64) % self.vocab_size)[None])
         handle = self.pipe.add_request(next(self._ids), ids, config)
         while self.pipe.has_non_finished_requests():
             self.pipe.step()
