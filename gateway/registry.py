@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.link import Peer
-from protocol import Register
+from protocol import PROTOCOL_VERSION, Register
+
+MAX_REMOTE_MODELS = 64  # models that only remote workers serve (with --allow-remote-models)
 
 
 @dataclass
@@ -95,3 +98,27 @@ class ModelState:
             "steps_by_batch_size": {str(k): v for k, v in sorted(self.steps_by_batch_size.items())},
             "last_error": self.last_error,
         }
+
+
+def refusal(
+    info: Register,
+    peer: Peer,
+    workers: Mapping[Peer, Worker],
+    models: Mapping[str, ModelState],
+    remote_models: bool,
+) -> str | None:
+    """Why this registration is refused, or None. A remote worker may bring a model of its own
+    when `remote_models` (--allow-remote-models), up to MAX_REMOTE_MODELS of them."""
+    if info.protocol_version != PROTOCOL_VERSION:
+        return f"protocol version {info.protocol_version} differs from the gateway's {PROTOCOL_VERSION}"
+    if info.worker_id.encode() != peer.identity:
+        return "its worker id is not its socket identity"
+    if Peer(not peer.remote, peer.identity) in workers:  # one name, one worker, in the status
+        return "a worker of the other link has this id"
+    if info.model in models:
+        return None
+    if not (peer.remote and remote_models):
+        return f"model {info.model!r} is not served by this gateway"
+    if sum(state.remote for state in models.values()) >= MAX_REMOTE_MODELS:
+        return f"already {MAX_REMOTE_MODELS} models only remote workers serve"
+    return None

@@ -25,10 +25,9 @@ from gateway.admission import Admission, Placed
 from gateway.clients import Caller
 from gateway.errors import APIError
 from gateway.link import Peer, WorkerLink
-from gateway.registry import ModelState, Worker
+from gateway.registry import ModelState, Worker, refusal
 from gateway.stream import Answer, Request, Stream
 from protocol import (
-    PROTOCOL_VERSION,
     Adapter,
     Cancel,
     Delta,
@@ -51,7 +50,6 @@ from protocol import (
 )
 
 log = structlog.get_logger()
-MAX_REMOTE_MODELS = 64  # models that only remote workers serve (with --allow-remote-models)
 ASK_EVERY_S = 1.0  # an unregistered peer that keeps sending is answered (and logged) this often
 
 
@@ -372,41 +370,21 @@ class Router:
 
     def _register(self, peer: Peer, info: Register) -> None:
         self.unregistered.pop(peer, None)
-        if info.protocol_version != PROTOCOL_VERSION:
-            reason = f"protocol version {info.protocol_version} differs from the gateway's {PROTOCOL_VERSION}"
+        reason = refusal(info, peer, self.workers, self.models, self.allow_remote_models)
+        if reason is not None:
             return self._refuse(peer, info, reason)
-        if info.worker_id.encode() != peer.identity:
-            return self._refuse(peer, info, "its worker id is not its socket identity")
-        if Peer(not peer.remote, peer.identity) in self.workers:  # one name, one worker, in the status
-            return self._refuse(peer, info, "a worker of the other link has this id")
-        if peer.remote and info.model not in self.models and self.allow_remote_models:
-            if sum(state.remote for state in self.models.values()) >= MAX_REMOTE_MODELS:
-                return self._refuse(
-                    peer, info, f"already {MAX_REMOTE_MODELS} models only remote workers serve"
-                )
-            self.expect(info.model)  # a model only remote workers serve
+        if info.model not in self.models:  # a model only remote workers serve
+            self.expect(info.model)
             self.models[info.model].remote = True
-        state = self.models.get(info.model)
-        if state is None:
-            return self._refuse(peer, info, f"model {info.model!r} is not served by this gateway")
+        state = self.models[info.model]
         old = self.workers.get(peer)
         if old is not None:  # registered again: what the old record held is lost with it
             self._drop(old, "registered again")
         state.workers[peer] = self.workers[peer] = Worker(peer, info)
         state.last_error, state.failed = None, False
         state.ready.set()
-        log.info(
-            "worker registered",
-            worker_id=info.worker_id,
-            model=info.model,
-            engine=info.engine,
-            device=info.device,
-            tasks=info.tasks,
-            max_batch=info.max_batch,
-            context_length=info.context_length,
-            pid=info.pid,
-            remote=peer.remote,
-        )
+        said = {k: v for k, v in msgspec.structs.asdict(info).items() if k != "chat_template"}
+        log.info("worker registered", remote=peer.remote, **said)
 
     async def _watch(self) -> None:
         """A worker that stopped talking is treated as dead even if its process lingers."""
