@@ -73,7 +73,7 @@ def deployment(tmp_path_factory):
     command = [sys.executable, "-m", "gateway", "worker", "--model", MODEL, "--source", "none"]
     command += ["--engine", "test", "--max-batch", str(MAX_BATCH), "--heartbeat-interval", "0.2"]
     command += ["--connect", binds[0], "--connect", binds[1]]
-    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(command)  # its log beside the gateways' in a failing test's output
     for gateway in (a, b):
         wait(lambda g=gateway: any(m["id"] == MODEL and m["replicas"] for m in status(g)))
     yield {"a": a, "b": b, "redis": redis, "url": url, "folder": folder, "common": common}
