@@ -38,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     log.info("loading model", engine=settings.engine, source=settings.source, device=settings.device)
     started = time.monotonic()
     engine = load_engine(settings)
-    trim_heap()  # what loading freed
     context = zmq.Context()
     sockets = [_connect(context, settings, address) for address in settings.connect]
     worker = Worker(settings, engine, sockets)
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("registered", load_seconds=round(time.monotonic() - started, 1), **vars(engine.capabilities))
     try:
         engine.warm_up()
-        trim_heap()
+        trim_heap()  # what loading and the warm-up freed
         code = worker.run()
     except Exception:  # the engine is in an unknown state: exit, the gateway restarts us
         log.exception("engine failed")
