@@ -105,6 +105,8 @@ def _generation_body(given: dict[str, object], max_tokens: int, s: BenchSettings
         "stream_options": {"include_usage": True},
         "ignore_eos": s.ignore_eos,
     }
+    if s.temperature is not None:
+        body["temperature"] = s.temperature
     if s.json_schema is not None:
         schema = json.loads(s.json_schema.read_text())
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "bench", "schema": schema}}

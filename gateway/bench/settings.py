@@ -42,6 +42,9 @@ class BenchSettings(BaseSettings):
     )
     max_tokens: int = Field(128, ge=1)
     ignore_eos: bool = True
+    temperature: float | None = Field(
+        None, ge=0.0, description="sent with each chat or completion request (0: greedy); unset: the server's"
+    )
     prompts: Path | None = Field(
         None, description='JSONL: one {"prompt": ...} or {"messages": [...]} per line, optional max_tokens'
     )

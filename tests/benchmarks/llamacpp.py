@@ -27,6 +27,7 @@ HEADING = "## Side by side with llama.cpp's server"
 ROUNDS = 3
 STREAMS = (1, 8)
 TOKENS = 128
+TEMPERATURE = 0.0  # greedy, as issue 24 measures: neither server's sampler in the figure
 BUILT = Path(".venv-llama/build/bin/llama-server")
 LLAMA = "llama.cpp llama-server"
 
@@ -75,7 +76,13 @@ def measure(
             for name, (url, model) in targets.items():
                 for n in STREAMS:
                     report = bench(
-                        url, None, model=model, concurrency=n, num_requests=max(n, 3), max_tokens=TOKENS
+                        url,
+                        None,
+                        model=model,
+                        concurrency=n,
+                        num_requests=max(n, 3),
+                        max_tokens=TOKENS,
+                        temperature=TEMPERATURE,
                     )
                     rates[name][n].append(report.output_tok_s)  # type: ignore[attr-defined]
                     print(f"{name} {n} streams: {rates[name][n][-1]:.1f} tok/s")
@@ -96,9 +103,9 @@ def section(rates: dict[str, dict[int, list[float]]], notes: dict[str, str], dat
     llama = {n: statistics.median(rates[LLAMA][n]) for n in STREAMS}
     lines += [
         f"{machine.measured(date)} The same client (`enginehouse bench --concurrency N "
-        "--num-requests max(N,3) "
-        f"--max-tokens {TOKENS}`, streamed, `ignore_eos`, the built-in prompts of about 40 tokens, each "
-        "server's default sampling) against llama.cpp's `llama-server -m GGUF -np 8 -cb -t 2 -c 16384` "
+        f"--num-requests max(N,3) --max-tokens {TOKENS} --temperature 0`, streamed, `ignore_eos`, "
+        "the built-in prompts of about 40 tokens, greedy as the issue measures) against llama.cpp's "
+        "`llama-server -m GGUF -np 8 -cb -t 2 -c 16384` "
         "(`make llama-server`: native, without ggml's AMX kernels, which die with SIGILL on the Xeon "
         "VMs here) on the packaged GGUF and against our ids, in alternating rounds; the median of "
         f"{ROUNDS} rounds, and its ratio to llama-server's in the same rounds.",

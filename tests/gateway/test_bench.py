@@ -79,6 +79,9 @@ def test_built_in_and_file_prompts(tmp_path):
     assert read[1].body["messages"][0]["content"] == "b" and read[1].expected_tokens == 9
     with pytest.raises(ValueError, match='needs "prompt"'):  # a chat line for /v1/completions
         prompts(BenchSettings(prompts=lines, endpoint="completions"))
+    assert "temperature" not in built[0].body  # the server's default sampling unless asked
+    greedy = prompts(BenchSettings(prompts=lines, temperature=0))
+    assert [p.body["temperature"] for p in greedy] == [0.0, 0.0]
 
 
 async def _rate_limited_app(aiohttp_server, refusals):
