@@ -2,6 +2,7 @@
 gets alone, a bad request fails alone, and OpenVINO's IR is converted once into the cache."""
 
 import numpy as np
+import openvino as ov
 import pytest
 
 from protocol import Embed, Embeddings, Failed
@@ -66,6 +67,9 @@ def test_openvino_converts_once_and_matches_torch(torch_embedder, tmp_path):
     made = ir.stat().st_mtime_ns
     again = OpenVINOEmbedder(SOURCE, "CPU", compile_properties("CPU", ONE_THREAD), tmp_path)
     assert ir.stat().st_mtime_ns == made  # read from the cache, not converted again
+    weights = [op for op in ov.Core().read_model(ir).get_ordered_ops() if op.get_type_name() == "Constant"]
+    big = {op.get_element_type() for op in weights if np.prod(op.get_output_shape(0)) >= 384 * 384}
+    assert big == {ov.Type.f16}  # kept in float16: half the memory, the same speed
     request = [Embed("q", texts=["hello world", "OpenVINO and torch agree."])]
     expected = as_arrays(torch_embedder.embed(request)[0])
     for engine in (first, again):

@@ -13,10 +13,11 @@ from typing import Any
 from workers.model_cache import entry
 
 
-def cache_location(engine_cache: Path, model_dir: Path) -> Path:
-    """This model's directory under an engine's cache: named by the source's path and weights."""
+def cache_location(engine_cache: Path, model_dir: Path, extra: str = "") -> Path:
+    """This model's directory under an engine's cache: named by the source's path and weights (and
+    `extra`, what else decides the export)."""
     weights = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
-    return entry(engine_cache, model_dir.name, *weights)
+    return entry(engine_cache, model_dir.name, *weights, extra=extra)
 
 
 def load_encoder(model_dir: Path, classifier: bool) -> Any:

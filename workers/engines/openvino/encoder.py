@@ -4,7 +4,11 @@ normalization are the shared Embedder's, scoring the CrossEncoder's.
 
 The conversion goes through torch.export (dynamic batch and sequence axes) and
 openvino.convert_model: converting the torch module directly fails on transformers 5's masking
-code, the exported program does not.
+code, the exported program does not. The IR keeps the weights in float16 and the CPU computes in
+float32 from them: measured on all-MiniLM-L6-v2, the worker 23 MB smaller once compiled (its
+matmuls' weights stay half the size; the token embeddings read in place are half the pages), the
+same speed (64 x 28, 1 x 12 and 8 x 128 tokens within 8%), mean-pooled vectors at cosine 0.999999
+to float32 weights.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ log = structlog.get_logger()
 
 
 def ir_location(cache_dir: Path, model_dir: Path) -> Path:
-    """Where the IR of this model lives in the cache: named by the source's path and weights."""
-    return cache_location(cache_dir / "openvino", model_dir)
+    """Where the IR of this model lives in the cache: named by the source's path and weights (and
+    the float16 format, so an IR of float32 weights an older version wrote is not taken)."""
+    return cache_location(cache_dir / "openvino", model_dir, extra="f16")
 
 
 def convert_encoder(model_dir: Path, target: Path, classifier: bool = False) -> None:
@@ -36,7 +41,7 @@ def convert_encoder(model_dir: Path, target: Path, classifier: bool = False) -> 
     log.info("converting the encoder to OpenVINO IR", source=str(model_dir), target=str(target))
     program = export_encoder(model_dir, classifier)
     with staged(target, "encoder.xml") as staging:
-        ov.save_model(ov.convert_model(program), staging.model / "encoder.xml", compress_to_fp16=False)
+        ov.save_model(ov.convert_model(program), staging.model / "encoder.xml", compress_to_fp16=True)
 
 
 class _Compiled:
