@@ -89,7 +89,8 @@ class WorkerSettings(BaseSettings):
         False,
         description="openvino cpu: int8 activations in the quantized weights' matmuls on a CPU with "
         "VNNI or AMX (measured on an AVX-512 EPYC: a tenth faster on one stream, but a request's greedy "
-        "text then depends on which others share its steps)",
+        "text then depends on which others share its steps); OpenVINO applies it only to weights with "
+        "integer zero points: of the default GGUF IR, the Q8_0 output layer, not the Q4_1 layers",
     )
     prefix_caching: bool = Field(
         True, description="openvino cpu/gpu: reuse KV blocks of repeated prompt prefixes"

@@ -162,7 +162,8 @@ ENGINES: list[tuple[str, str, str, dict[str, object]]] = [
     (
         "openvino, bf16",
         "as the default, computed as OpenVINO's own CPU defaults do on AVX-512 BF16/VNNI: bf16, int8 "
-        "activations (`--inference-precision bf16 --dynamic-quantization`)",
+        "activations (`--inference-precision bf16 --dynamic-quantization`; OpenVINO applies the int8 "
+        "activations only to the Q8_0 output layer)",
         "openvino",
         {"inference_precision": "bf16", "dynamic_quantization": True},
     ),

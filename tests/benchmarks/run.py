@@ -83,7 +83,8 @@ BESIDE_LLAMA = {
     f"{MODEL} (OpenVINO, the default)": (f"{MODEL}-openvino", "the GGUF's Q4_1 blocks, minimums exact"),
     f"{MODEL}-openvino-bf16": (
         f"{MODEL}-openvino-bf16",
-        "the default's weights, bf16 math and int8 activations (OpenVINO's own CPU defaults here)",
+        "the default's weights, bf16 math and int8 activations (OpenVINO's own CPU defaults here; "
+        "OpenVINO applies the int8 activations only to the Q8_0 output layer)",
     ),
     f"{MODEL}-onnx": (f"{MODEL}-onnx", "the GGUF's Q4_1/Q8_0 blocks, int8 activations"),
     f"{MODEL}-onnx, int4": (f"{MODEL}-onnx-int4", "int4 re-quantized by the model builder"),
