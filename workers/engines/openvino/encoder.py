@@ -5,10 +5,11 @@ normalization are the shared Embedder's, scoring the CrossEncoder's.
 The conversion goes through torch.export (dynamic batch and sequence axes) and
 openvino.convert_model: converting the torch module directly fails on transformers 5's masking
 code, the exported program does not. The IR keeps the weights in float16 and the CPU computes in
-float32 from them: measured on all-MiniLM-L6-v2, the worker 23 MB smaller once compiled (its
-matmuls' weights stay half the size; the token embeddings read in place are half the pages), the
-same speed (64 x 28, 1 x 12 and 8 x 128 tokens within 8%), mean-pooled vectors at cosine 0.999999
-to float32 weights.
+float32 from them: measured on all-MiniLM-L6-v2, the worker 23 MB smaller once compiled, and about
+10 MB smaller after inputs of every part of the vocabulary (its kernels keep their own copy of the
+matmuls' weights from the first inference on; what stays half is the file read in place, the token
+embeddings), the same speed (64 x 28, 1 x 12 and 8 x 128 tokens within 8%), mean-pooled vectors at
+cosine 0.999999 to float32 weights; the IR on disk 45 MB instead of 91.
 """
 
 from __future__ import annotations
