@@ -65,11 +65,14 @@ def resident_of(server, model: str, suffix: str) -> tuple[int, int]:
     return resident, size
 
 
-def test_the_embedding_worker_keeps_little_of_the_encoder_file_resident(server):
+def test_the_embedding_worker_keeps_little_of_the_encoder_file_resident_once_it_has_served(server):
+    # read whole to compile and again by a first inference packing the weights for the kernels: the
+    # worker hands the pages back after both; serving brings back only the token embeddings it uses
+    texts = ["hi", "A lighthouse keeper watched the storm roll in over the bay all night long. " * 4]
+    embedded = httpx.post(f"{server.url}/v1/embeddings", json={"model": EMBED, "input": texts}, timeout=60)
+    assert embedded.status_code == 200 and len(embedded.json()["data"][1]["embedding"]) == 384
     resident, size = resident_of(server, EMBED, "/encoder.bin")
-    assert size > 80e6 and resident < size / 2
-    embedded = httpx.post(f"{server.url}/v1/embeddings", json={"model": EMBED, "input": "hi"}, timeout=60)
-    assert embedded.status_code == 200 and len(embedded.json()["data"][0]["embedding"]) == 384
+    assert size > 40e6 and resident < size / 3, (resident, size)  # float16 weights: 45 MB
 
 
 def test_the_chat_worker_keeps_little_of_its_weights_file_resident_once_it_has_served(server):

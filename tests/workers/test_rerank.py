@@ -78,6 +78,7 @@ def test_onnx_and_openvino_give_the_same_scores(cross, engine, tmp_path):
         from workers.engines.openvino.encoder import OpenVINOCrossEncoder
 
         served = OpenVINOCrossEncoder(directory, "CPU", compile_properties("CPU", ONE_THREAD), tmp_path)
+    served.warm_up()  # as the worker does once registered: the scores do not move
     (ranked,) = served.rerank([Rerank("r", QUERY, DOCUMENTS)])
     assert np.abs(np.array(ranked.scores) - plain_scores(model, tokenizer, QUERY, DOCUMENTS)).max() < 1e-4
 

@@ -29,6 +29,10 @@ from workers.model_cache import convert_apart, staged
 from workers.model_files import load_encoder_tokenizer
 
 log = structlog.get_logger()
+WEIGHTS = "encoder.bin"
+# (inputs, tokens): a few tokens' kernels, and many tokens'; no larger than a short text, as the
+# plugin keeps the buffers of the largest input it ran (2 x 64 measured 30 MB more than 1 x 32)
+WARM_UP_SHAPES = ((1, 8), (1, 32))
 
 
 def ir_location(cache_dir: Path, model_dir: Path) -> Path:
@@ -53,11 +57,22 @@ class _Compiled:
         if not (self.ir / "encoder.xml").exists():
             convert_apart(model_dir, "openvino", cache_dir)
         self.model = ov.Core().compile_model(self.ir / "encoder.xml", device, properties)
-        page_out(self.ir / "encoder.bin")  # all read to compile, most copied: 87 MB resident for nothing
+        page_out(self.ir / WEIGHTS)  # all read to compile, most copied: resident for nothing
         self.inputs = {name for port in self.model.inputs for name in port.get_names()}
 
     def __call__(self, feed: dict[str, Any]) -> np.ndarray:
         return self.model({k: v for k, v in feed.items() if k in self.inputs})[0]
+
+    def warm_up(self, max_tokens: int) -> None:
+        """The CPU plugin packs the weights for its kernels on a first inference (a few tokens' and
+        many tokens' kernels each their own way), reading the weights file again, whose pages then
+        stayed resident: run both once and hand the pages back; what it reads in place afterwards
+        (the token embeddings a text uses) comes back as used. Measured (all-MiniLM-L6-v2, float16
+        IR): 20 MB less after serving, the packing (~55 MB) now in the worker from the start."""
+        for rows, length in WARM_UP_SHAPES:
+            ids = np.zeros((rows, min(length, max_tokens)), dtype=np.int64)
+            self({"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": ids})
+        page_out(self.ir / WEIGHTS)
 
 
 class OpenVINOEmbedder(Embedder):
@@ -68,6 +83,9 @@ class OpenVINOEmbedder(Embedder):
         super().__init__(model_dir, tokenizer, "openvino", device.lower(), dimension)
         log.info("openvino embedder ready", device=device, ir=str(self.compiled.ir), dimension=dimension)
 
+    def warm_up(self) -> None:
+        self.compiled.warm_up(self.max_tokens)
+
     def hidden_states(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self.compiled({"input_ids": input_ids, "attention_mask": attention_mask})
 
@@ -77,6 +95,9 @@ class OpenVINOCrossEncoder(CrossEncoder):
         self.compiled = _Compiled(model_dir, device, properties, cache_dir)
         super().__init__(model_dir, load_encoder_tokenizer(model_dir), "openvino", device.lower())
         log.info("openvino cross-encoder ready", device=device, ir=str(self.compiled.ir))
+
+    def warm_up(self) -> None:
+        self.compiled.warm_up(self.max_tokens)
 
     def logits(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         return self.compiled(feed)
