@@ -151,16 +151,17 @@ def test_sixteen_streams_across_both_never_run_more_than_max_batch(deployment):
 
 
 def stream_through_both_pausing_b(deployment, tokens: int, pause_s: float | None) -> list[dict]:
-    """A stream through each gateway (key k4); once a's has brought 100 events, b is stopped
-    (SIGSTOP) for pause_s, or None: until a's stream has ended. Each answer: its text, finish reason
-    and error event, if any."""
+    """A stream through each gateway (key k4): b's first, a's once b's has brought a token (on a
+    busy machine b's request could otherwise reach the worker after a's had gone a long way, or
+    ended); once a's has brought 100 events, b is stopped (SIGSTOP) for pause_s, or None: until a's
+    stream has ended. Each answer: its text, finish reason and error event, if any."""
     a, b = deployment["a"], deployment["b"]
     body = {"model": MODEL, "messages": [{"role": "user", "content": "go"}], "max_tokens": tokens}
     body["stream"] = True
 
     async def run() -> list[dict]:
         async with httpx.AsyncClient(timeout=60, headers={"Authorization": "Bearer k4"}) as client:
-            started, a_ended = asyncio.Event(), asyncio.Event()
+            a_started, b_started, a_ended = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
             async def one(gateway) -> dict:
                 text, finish, error, events = [], None, None, 0
@@ -175,21 +176,26 @@ def stream_through_both_pausing_b(deployment, tokens: int, pause_s: float | None
                             finish = choice["finish_reason"] or finish
                         events += 1
                         if gateway is a and events == 100:
-                            started.set()
+                            a_started.set()
+                        if gateway is b and text and text[-1]:
+                            b_started.set()
                 if gateway is a:
                     a_ended.set()
                 return {"text": "".join(text), "finish": finish, "error": error}
 
             async def pause() -> None:
-                await started.wait()
+                await a_started.wait()
                 b.process.send_signal(signal.SIGSTOP)
                 await (asyncio.sleep(pause_s) if pause_s is not None else a_ended.wait())
                 b.process.send_signal(signal.SIGCONT)
 
             pausing = asyncio.create_task(pause())
-            answers = await asyncio.gather(one(a), one(b))
+            through_b = asyncio.create_task(one(b))
+            b_token = asyncio.create_task(b_started.wait())
+            await asyncio.wait([through_b, b_token], return_when=asyncio.FIRST_COMPLETED)
+            through_a = await one(a)
             await pausing
-            return answers
+            return [through_a, await through_b]
 
     try:
         return asyncio.run(run())
