@@ -29,6 +29,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def pss_mb(pid: int) -> float:
+    """The proportional set: each resident page divided by the processes that map it (the shared
+    libraries both workers load counted once between them, not in each RSS)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def processes(server) -> dict[str, int]:
     """The gateway and each worker of the loaded models, by name."""
     found = {"gateway": server.process.pid}
