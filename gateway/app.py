@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -30,13 +27,22 @@ from gateway.middlewares import (
 from gateway.openai import add_routes
 from gateway.openapi import openapi_json
 from gateway.ratelimit import SharedRateLimiter
-from gateway.router import Bounds, LoRA, Router
+from gateway.router import Router
 from gateway.shared_share import share_across_gateways
 from gateway.simple import add_routes as simple_routes
-from gateway.state import ERROR_STYLES, GUARDS, METRICS, NOTIFIER, ROUTER, SETTINGS, SUPERVISOR, Guards
-from gateway.supervisor import Supervisor
+from gateway.state import (
+    ERROR_STYLES,
+    GUARDS,
+    METRICS,
+    NOTIFIER,
+    ROUTER,
+    SETTINGS,
+    SUPERVISOR,
+    WORKFORCE,
+    Guards,
+)
 from gateway.systemd import Notifier
-from protocol import Adapter
+from gateway.workforce import Workforce
 
 log = structlog.get_logger()
 
@@ -62,40 +68,8 @@ async def metrics_json(request: web.Request) -> web.Response:
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    runtime = settings.runtime_dir or Path(tempfile.mkdtemp(prefix="enginehouse-"))
-    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
-    runtime.chmod(0o700)  # also when it was there already: the router's socket lives in it
-    bounds = Bounds(
-        settings.load_timeout,
-        settings.first_token_timeout,
-        settings.max_queue,
-        settings.heartbeat_timeout,
-        settings.request_timeout,
-        settings.key_share,
-        settings.key_waiting,
-    )
-    router = Router(
-        f"ipc://{runtime / 'router.sock'}",
-        bounds,
-        settings.worker_bind,
-        settings.worker_keys,
-        settings.allow_remote_models,
-    )
-    supervisor = Supervisor(settings, router)
-    router.on_silent, router.on_demand = supervisor.kill, supervisor.start
-    app[ROUTER], app[SUPERVISOR] = router, supervisor
-    app[METRICS].watch(router)
-    await router.start()
-    for spec in settings.models():
-        router.expect(spec.id)
-    for spec in settings.adapters():
-        assert spec.base is not None and spec.adapter is not None
-        adapter = Adapter(spec.id, spec.adapter, spec.scale)
-        router.adapters[spec.id] = LoRA(spec.base, adapter, own_worker=spec.has_worker)
-    for spec in settings.models():
-        if spec.preload:
-            router.load(spec.id)  # the others load on their first request
+    settings, workforce = app[SETTINGS], app[WORKFORCE]
+    router, supervisor = workforce.router, workforce.supervisor
     if not app[GUARDS].keys:
         log.warning(
             "no API key is set: anyone who can reach the port can use it",
@@ -123,10 +97,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     for task in tasks:
         task.cancel()
-    await supervisor.stop()
-    await router.stop()
-    if settings.runtime_dir is None:
-        shutil.rmtree(runtime, ignore_errors=True)
+    await workforce.stop()
 
 
 async def _announce_ready(notifier: Notifier, router: Router, models: list[str], settings: Settings) -> None:
@@ -166,9 +137,13 @@ async def _close_limiter(app: web.Application) -> None:
         await limiter.close()
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, workforce: Workforce) -> web.Application:
+    """The app around a started workforce (`start_workforce`), which it stops on cleanup."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     guard(app, settings)
+    app[WORKFORCE] = workforce
+    app[ROUTER], app[SUPERVISOR] = workforce.router, workforce.supervisor
+    app[METRICS].watch(workforce.router)
     app[NOTIFIER] = Notifier()
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_stopping)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -14,10 +15,10 @@ import uvloop
 import zmq
 from aiohttp import web
 
-from gateway.app import create_app
 from gateway.config import Settings
 from gateway.designation import claim
 from gateway.models_file import ModelsFileError
+from gateway.workforce import start_workforce
 from protocol.logs import configure_logging
 
 
@@ -45,7 +46,7 @@ def serve(settings: Settings) -> None:
     configure_logging(settings.log_format, settings.log_level)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(
-        create_app(settings),
+        _app(settings),
         sock=listener,
         access_log=None,
         handler_cancellation=True,
@@ -54,6 +55,23 @@ def serve(settings: Settings) -> None:
         # cancel the rest (their cleanup cancels them at the workers), then stop the workers
         shutdown_timeout=settings.drain_timeout,
     )
+
+
+async def _app(settings: Settings) -> web.Application:
+    """The workers first: they load their models while the gateway imports its routes. Until the
+    app is built and run_app sets its own handlers, SIGTERM stops them as Ctrl-C does."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        workforce = await start_workforce(settings)
+        try:
+            from gateway.app import create_app  # here: most of the gateway's import time
+
+            return create_app(settings, workforce)
+        except BaseException:
+            await workforce.stop()
+            raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -14,6 +14,7 @@ from gateway.ratelimit import RateLimiter, SharedRateLimiter
 from gateway.router import Router
 from gateway.supervisor import Supervisor
 from gateway.systemd import Notifier
+from gateway.workforce import Workforce
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ SETTINGS = web.AppKey("settings", Settings)
 GUARDS = web.AppKey("guards", Guards)
 ROUTER = web.AppKey("router", Router)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+WORKFORCE = web.AppKey("workforce", Workforce)  # the two above, stopped with the app
 METRICS = web.AppKey("metrics", Metrics)
 NOTIFIER = web.AppKey("notifier", Notifier)
 CALLER = web.RequestKey("caller", Caller)  # whose request: set before any handler runs

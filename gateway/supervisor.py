@@ -35,6 +35,7 @@ class Supervisor:
         self._unloading: dict[str, asyncio.Event] = {}  # set once the model's workers are gone
         self._serial = itertools.count(1)
         self._stopping = False
+        self._launching: set[asyncio.Future[None]] = set()  # replicas whose first process is not out yet
 
     def start(self, model: str) -> None:
         """Start the model's workers (its replicas) and keep them running until it is unloaded or
@@ -46,7 +47,19 @@ class Supervisor:
         if limit and len(self._tasks) - len(self._unloading) >= limit:
             self._evict(model)
         spec = self.specs[model]
-        self._tasks[model] = [asyncio.create_task(self._keep_running(spec)) for _ in range(spec.replicas)]
+        loop = asyncio.get_running_loop()
+        launches = [loop.create_future() for _ in range(spec.replicas)]
+        self._launching.update(launches)
+        self._tasks[model] = [asyncio.create_task(self._keep_running(spec, launch)) for launch in launches]
+
+    async def launched(self) -> None:
+        """Until each worker started so far has its process (or failed to get one)."""
+        await asyncio.gather(*self._launching)
+
+    def _launch_done(self, launch: asyncio.Future[None]) -> None:
+        if not launch.done():
+            launch.set_result(None)
+        self._launching.discard(launch)
 
     def add(self, spec: ModelSpec) -> None:
         """Serve one more model (an adapter loaded at run time with a worker of its own)."""
@@ -120,7 +133,13 @@ class Supervisor:
         if process is not None:
             _kill_group(process)
 
-    async def _keep_running(self, spec: ModelSpec) -> None:
+    async def _keep_running(self, spec: ModelSpec, launch: asyncio.Future[None]) -> None:
+        try:
+            await self._run_replica(spec, launch)
+        finally:
+            self._launch_done(launch)
+
+    async def _run_replica(self, spec: ModelSpec, launch: asyncio.Future[None]) -> None:
         backoff = min(1.0, self.settings.restart_backoff_max)
         quick_exits = 0  # in a row, each within a minute of its start
         while not self._stopping and spec.id not in self._unloading:
@@ -133,6 +152,7 @@ class Supervisor:
             )
             self.processes[worker_id], self._owner[worker_id] = process, spec.id
             log.info("worker started", model=spec.id, worker_id=worker_id, pid=process.pid)
+            self._launch_done(launch)
             started = asyncio.get_running_loop().time()
             code = await process.wait()
             del self.processes[worker_id], self._owner[worker_id]

@@ -1,0 +1,38 @@
+"""`enginehouse serve` starts the preloaded models' workers before it builds its HTTP app, so that
+they import their engines and compile their models while the gateway imports its route families
+(most of its own start-up) instead of after: the warm start (issue 24, item 4)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.server import free_port
+
+
+def test_the_workers_start_before_the_gateway_builds_its_app(tmp_path):
+    empty = tmp_path / "models.toml"
+    empty.write_text("")
+    port = free_port()
+    command = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-format", "json"]
+    command += ["--models", str(empty), "--allow-remote-models", "--test-engine", "--no-engine-variants"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)  # the log
+    events = []
+    try:
+        for line in process.stderr:
+            if line.startswith("{"):
+                events.append(json.loads(line).get("event"))
+            if "ready" in events:
+                break
+        deadline = time.monotonic() + 30
+        while httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    assert "worker started" in events and "gateway started" in events, events
+    assert events.index("worker started") < events.index("gateway started"), events
