@@ -1,6 +1,7 @@
 """The gateway's side towards its workers, the router and the supervisor, started before the HTTP
 app is built: the preloaded models' workers import their engines and compile their models while the
-gateway imports its route families (about a second of a warm start here)."""
+gateway imports its route families (measured on 2 cores: the first worker out ~0.4 s sooner, the
+default server's warm start to /health 200 in 5.5 s instead of 6.3, medians of 9 alternating runs)."""
 
 from __future__ import annotations
 
