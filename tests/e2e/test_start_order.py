@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -21,6 +22,8 @@ def test_the_workers_start_before_the_gateway_builds_its_app(tmp_path):
     command += ["--models", str(empty), "--allow-remote-models", "--test-engine", "--no-engine-variants"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)  # the log
     events = []
+    watchdog = threading.Timer(60, process.kill)  # a server that never says "ready" ends the read
+    watchdog.start()
     try:
         for line in process.stderr:
             if line.startswith("{"):
@@ -32,6 +35,7 @@ def test_the_workers_start_before_the_gateway_builds_its_app(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.1)
     finally:
+        watchdog.cancel()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     assert "worker started" in events and "gateway started" in events, events
