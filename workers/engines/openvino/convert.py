@@ -44,7 +44,7 @@ _TABLE_EDGES = tuple("│┍┝├┕")
 
 def ir_directory(cache_dir: Path, gguf: Path) -> Path:
     """This GGUF's IR directory in the cache: named by the file's path and size (and, apart from
-    the IR made before it, by the exact Q4_1 minimums)."""
+    the IRs made before it, by what q4_1.py rewrites: exact Q4_1 minimums, float32 decompression)."""
     return entry(cache_dir / "openvino", gguf.stem, gguf, extra="q4_1-minimums-f32")
 
 
