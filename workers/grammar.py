@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from protocol import Generate
 from workers.engines.base import RequestError
+from workers.hf_tokenizer import HfTokenizer
 from workers.tool_calls import tool_call_schema
 
 if TYPE_CHECKING:
@@ -108,9 +109,11 @@ class Grammars:
     @property
     def compiler(self) -> xgr.GrammarCompiler:
         if self._compiler is None:  # 0.2 s; only models that get a constrained request pay it
-            xgr = _xgrammar()
+            xgr = _xgrammar()  # imports transformers itself
+            tokenizer = self._tokenizer
+            hf = tokenizer.for_transformers() if isinstance(tokenizer, HfTokenizer) else tokenizer
             info = xgr.TokenizerInfo.from_huggingface(
-                self._tokenizer, vocab_size=self._vocab_size, stop_token_ids=self._stop_ids
+                hf, vocab_size=self._vocab_size, stop_token_ids=self._stop_ids
             )
             self._compiler = xgr.GrammarCompiler(info, max_threads=1)
         return self._compiler

@@ -19,37 +19,28 @@ def hf_location(path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def load_tokenizer(path: Path) -> Any:
-    """transformers' tokenizer of a model. A directory with a tokenizer.json gets the fast
-    tokenizer class itself (what AutoTokenizer gives a causal LM in transformers 5), which imports
-    no torch; AutoTokenizer imports every model's configuration and, through them, torch (about
-    210 MB of a worker that needs no torch otherwise: OpenVINO's)."""
-    directory, kwargs = hf_location(path)
-    if not kwargs and (directory / "tokenizer.json").is_file():
-        from transformers.tokenization_utils_tokenizers import PreTrainedTokenizerFast
+    """A model's tokenizer. A directory with a tokenizer.json (every IR and ONNX export, Hugging
+    Face models) gets it on the `tokenizers` library alone (workers/hf_tokenizer.py); a GGUF, whose
+    tokenizer is in its metadata, gets transformers' (AutoTokenizer converts it; the torch engine
+    that reads a GGUF imports transformers and torch anyway)."""
+    from workers.hf_tokenizer import HfTokenizer
 
-        return PreTrainedTokenizerFast.from_pretrained(directory)
+    directory, kwargs = hf_location(path)
+    if not kwargs and HfTokenizer.readable(directory):
+        return HfTokenizer(directory)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(directory, **kwargs)
 
 
 def load_tokenizer_meanwhile(path: Path) -> Future[Any]:
-    """load_tokenizer in a thread of its own, for an engine that builds its model meanwhile:
-    OpenVINO compiles without holding the GIL, so transformers' import (about 1 s here) is off the
-    worker's start-up (3.4 -> 2.4 s for the default chat model)."""
+    """load_tokenizer in a thread of its own, for an engine that builds its model meanwhile
+    (OpenVINO compiles without holding the GIL)."""
     pool = ThreadPoolExecutor(1, thread_name_prefix="tokenizer")
     try:
         return pool.submit(load_tokenizer, path)
     finally:
         pool.shutdown(wait=False)
-
-
-def load_encoder_tokenizer(directory: Path) -> Any:
-    """An encoder's tokenizer: its tokenizer.json on the `tokenizers` library alone (no torch in the
-    worker), else transformers' tokenizer."""
-    from workers.encoder_tokenizer import EncoderTokenizer
-
-    return EncoderTokenizer(directory) if EncoderTokenizer.readable(directory) else load_tokenizer(directory)
 
 
 def context_length(path: Path) -> int:

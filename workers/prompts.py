@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from protocol import Generate
+from workers.chat_template import TemplateError, render
 from workers.engines.base import RequestError
 from workers.tool_calls import chat_messages, template_renders_tools
 
@@ -16,14 +17,12 @@ def prompt_ids(tokenizer: Any, request: Generate, vocab_size: int) -> list[int]:
         native = template_renders_tools(getattr(tokenizer, "chat_template", None))
         messages, tools = chat_messages(request, native)
         try:
-            encoded = tokenizer.apply_chat_template(
-                messages, tools=tools or None, add_generation_prompt=True, tokenize=True
-            )
-        except Exception as exc:  # the template itself may raise (jinja's raise_exception)
+            text = render(tokenizer, messages, tools)
+        except TemplateError as exc:
             raise RequestError(
                 400, "invalid_messages", f"chat template rejected the messages: {exc}", "messages"
             ) from exc
-        return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+        return list(tokenizer.encode(text, add_special_tokens=False))
     if request.prompt_ids is not None:
         bad = next((t for t in request.prompt_ids if not 0 <= t < vocab_size), None)
         if bad is not None:

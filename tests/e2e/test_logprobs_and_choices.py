@@ -3,10 +3,9 @@ on the same weights (the GGUF de-quantized to float32)."""
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from workers.gguf_to_hf import as_hf_directory
-from workers.model_files import load_tokenizer
 from workers.settings import DEFAULT_CACHE_DIR
 from workers.sources import resolve
 
@@ -34,7 +33,7 @@ def reference():
     Hugging Face directory in the cache: the same weights, in seconds)."""
     directory = as_hf_directory(resolve(SOURCE), DEFAULT_CACHE_DIR, print)
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
-    return load_tokenizer(directory), model
+    return AutoTokenizer.from_pretrained(directory), model
 
 
 def reference_logprobs(reference, ids: list[int]) -> torch.Tensor:

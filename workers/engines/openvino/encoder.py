@@ -26,7 +26,7 @@ from workers.engines.embedder import Embedder
 from workers.engines.encoder_export import cache_location, export_encoder
 from workers.memory import page_out
 from workers.model_cache import convert_apart, staged
-from workers.model_files import load_encoder_tokenizer
+from workers.model_files import load_tokenizer
 
 log = structlog.get_logger()
 WEIGHTS = "encoder.bin"
@@ -79,7 +79,7 @@ class OpenVINOEmbedder(Embedder):
     def __init__(self, model_dir: Path, device: str, properties: dict[str, Any], cache_dir: Path) -> None:
         self.compiled = _Compiled(model_dir, device, properties, cache_dir)
         dimension = int(self.compiled.model.output(0).get_partial_shape()[2].get_length())
-        tokenizer = load_encoder_tokenizer(model_dir)
+        tokenizer = load_tokenizer(model_dir)
         super().__init__(model_dir, tokenizer, "openvino", device.lower(), dimension)
         log.info("openvino embedder ready", device=device, ir=str(self.compiled.ir), dimension=dimension)
 
@@ -93,7 +93,7 @@ class OpenVINOEmbedder(Embedder):
 class OpenVINOCrossEncoder(CrossEncoder):
     def __init__(self, model_dir: Path, device: str, properties: dict[str, Any], cache_dir: Path) -> None:
         self.compiled = _Compiled(model_dir, device, properties, cache_dir)
-        super().__init__(model_dir, load_encoder_tokenizer(model_dir), "openvino", device.lower())
+        super().__init__(model_dir, load_tokenizer(model_dir), "openvino", device.lower())
         log.info("openvino cross-encoder ready", device=device, ir=str(self.compiled.ir))
 
     def warm_up(self) -> None:
