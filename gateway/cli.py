@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = args[0], args[1:]
     if command == "serve":
+        sys.modules.setdefault("rich", None)  # as a worker does (workers/__main__.py): ~5 MB, ~0.1 s
         from gateway.config import Settings
         from gateway.server import serve
         from protocol.settings import parse_settings
