@@ -1,5 +1,6 @@
 """`python -m workers`: one worker process. Its settings, its logging, the engine loaded, a DEALER
 socket to each gateway, then the loop (workers/loop.py) until it exits."""
+# ruff: noqa: E402 (the modules left out below must be left out before the imports that follow)
 
 import os
 import signal
@@ -7,10 +8,14 @@ import sys
 import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loader draws a progress bar on stderr
-# structlog formats exceptions with rich where it is installed (it is, for the test tools); a worker
-# writes JSON lines or plain tracebacks, and is ~5 MB and ~0.1 s of start-up lighter without it
-# (the gateway's `serve` does the same)
-sys.modules.setdefault("rich", None)
+# Modules a serving worker never uses, which libraries import where they are installed, left out
+# (each ~5 MB and ~0.1 s of start-up, measured): structlog formats exceptions with rich (installed
+# for the test tools; a worker writes JSON lines or plain tracebacks; the gateway's `serve` leaves
+# it out too), and `import openvino` imports its model converter, ovc (the TensorFlow frontend,
+# telemetry, urllib), inside a try that takes the ImportError; a worker converts in a child process
+# of its own (workers/model_cache.py).
+for _unused in ("rich", "openvino.tools.ovc"):
+    sys.modules.setdefault(_unused, None)
 
 import structlog
 import zmq
