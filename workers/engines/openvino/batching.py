@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,20 @@ _OWN_WORKER = (
 # kernel it uses (measured: after a 2-token prefill, the first 40-token prompt packed them again).
 WARM_UP_TOKENS = 64
 _NO_ROOM = "The prompt does not fit the KV cache; shorten it or give the model more (kv_cache_gb)."
+
+
+@contextmanager
+def _detokenizer_alone(source: Path) -> Iterator[str]:
+    """A directory with the IR's detokenizer alone, for OpenVINO GenAI's tokenizer of the pipeline.
+    The pipeline takes and gives token ids (workers/hf_tokenizer.py tokenizes) and asks its
+    tokenizer only for the vocabulary of structured output (xgrammar inside it), which the
+    detokenizer gives; the tokenizer model, compiled, held 8 MB (measured: the same tokens, the
+    same structured output). Without it OpenVINO knows no EOS token: each request is given ours."""
+    with tempfile.TemporaryDirectory(prefix="enginehouse-detokenizer-") as directory:
+        for name in ("openvino_detokenizer.xml", "openvino_detokenizer.bin"):
+            if (source / name).is_file():
+                os.symlink(source / name, Path(directory) / name)
+        yield directory
 
 
 @dataclass
@@ -82,13 +100,19 @@ class BatchingEngine(Engine):
         self.source = source
         if adapter is not None:
             properties = {**properties, "adapters": adapter}
-        self.pipe = ov_genai.ContinuousBatchingPipeline(
-            str(source), scheduler.scheduler_config(), device, properties
-        )
+        with _detokenizer_alone(source) as detokenizer:
+            self.pipe = ov_genai.ContinuousBatchingPipeline(
+                str(source),
+                ov_genai.Tokenizer(detokenizer),
+                scheduler.scheduler_config(),
+                device,
+                **properties,
+            )
         self._ids = itertools.count()
         self.tokenizer = tokenizer = tokenizer.result()
         self.vocab_size = len(tokenizer)
         self.eos_ids = {tokenizer.eos_token_id} - {None}
+        self._eos = tokenizer.eos_token_id  # OpenVINO's, given each request: its tokenizer has none
         self.context_length = context_length
         self.requests: dict[str, _Request] = {}
         self.failures: list[Failed] = []
@@ -115,6 +139,7 @@ class BatchingEngine(Engine):
         first request's to wait for; a request that comes while the worker does this waits instead."""
         config = ov_genai.GenerationConfig()
         config.max_new_tokens, config.ignore_eos = 2, True
+        self._stop_at_eos(config)
         length = max(1, min(WARM_UP_TOKENS, self.context_length - 2))
         ids = ov.Tensor((np.arange(1, length + 1, dtype=np.int64) % self.vocab_size)[None])
         handle = self.pipe.add_request(next(self._ids), ids, config)
@@ -122,6 +147,10 @@ class BatchingEngine(Engine):
             self.pipe.step()
         handle.read_all()
         page_out(self.source / IR_WEIGHTS)
+
+    def _stop_at_eos(self, config: ov_genai.GenerationConfig) -> None:
+        if self._eos is not None:
+            config.set_eos_token_id(self._eos)
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -132,6 +161,7 @@ class BatchingEngine(Engine):
         ids = prompt_ids(self.tokenizer, request, self.vocab_size)
         seq = Sequence.start(request, ids, self.context_length, self._decode)
         config = generation_config(request, seq.budget, seq.grammar, self.grammars)
+        self._stop_at_eos(config)
         if seq.echo:
             seq.prompt_logprobs = logprobs.prompt_pieces(ids, self.pieces)
         tensor = ov.Tensor(np.array([ids], dtype=np.int64))
