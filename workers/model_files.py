@@ -19,10 +19,10 @@ def hf_location(path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def load_tokenizer(path: Path) -> Any:
-    """A model's tokenizer. A directory with a tokenizer.json (every IR and ONNX export, Hugging
-    Face models) gets it on the `tokenizers` library alone (workers/hf_tokenizer.py); a GGUF, whose
-    tokenizer is in its metadata, gets transformers' (AutoTokenizer converts it; the torch engine
-    that reads a GGUF imports transformers and torch anyway)."""
+    """A model's tokenizer. A directory with a tokenizer.json (every IR and ONNX export, most
+    Hugging Face models) gets it on the `tokenizers` library alone (workers/hf_tokenizer.py); a GGUF
+    (its tokenizer in its metadata) or a directory with only a SentencePiece model gets
+    transformers' AutoTokenizer, which converts them (and imports torch)."""
     from workers.hf_tokenizer import HfTokenizer
 
     directory, kwargs = hf_location(path)
