@@ -20,8 +20,9 @@ log = structlog.get_logger()
 CRASH_LOOP = 3  # quick exits in a row that mark a model failed (restarts go on, at the backoff)
 # glibc's malloc makes an arena per thread up to 8 per core; the engines' thread pools left each
 # worker holding memory it no longer used (the OpenVINO chat worker: 338 MB at rest, 320 with two
-# arenas, the same tokens/s). An operator's own setting in the environment wins.
-WORKER_ENV = {"MALLOC_ARENA_MAX": "2"}
+# arenas, the same tokens/s). A worker that dies in an engine's native code (a signal) leaves its
+# Python stack in the log (faulthandler). An operator's own setting in the environment wins.
+WORKER_ENV = {"MALLOC_ARENA_MAX": "2", "PYTHONFAULTHANDLER": "1"}
 
 
 class Supervisor:

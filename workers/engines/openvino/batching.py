@@ -54,9 +54,11 @@ def _detokenizer_alone(source: Path) -> Iterator[str]:
     The pipeline takes and gives token ids (workers/hf_tokenizer.py tokenizes) and asks its
     tokenizer only for the vocabulary of structured output (xgrammar inside it), which the
     detokenizer gives; the tokenizer model, compiled, held 8 MB (measured: the same tokens, the
-    same structured output). Without it OpenVINO knows no EOS token: each request is given ours."""
+    same structured output). The tokenizer model is where GenAI reads the EOS id from; without it,
+    config.json gives it (else the xgrammar inside GenAI is built with -1 for its stop token), and
+    each request is given ours as well."""
     with tempfile.TemporaryDirectory(prefix="enginehouse-detokenizer-") as directory:
-        for name in ("openvino_detokenizer.xml", "openvino_detokenizer.bin"):
+        for name in ("openvino_detokenizer.xml", "openvino_detokenizer.bin", "config.json"):
             if (source / name).is_file():
                 os.symlink(source / name, Path(directory) / name)
         yield directory
