@@ -86,6 +86,12 @@ def test_greedy_answer_and_usage(engine):
     assert engine.capabilities.engine == "openvino" and engine.capabilities.context_length == 8192
 
 
+def test_the_pipelines_own_tokenizer_knows_the_models_eos(engine):
+    """GenAI builds its structured output's xgrammar with its tokenizer's EOS as the stop token:
+    the detokenizer-alone directory still gives it (from config.json), not -1."""
+    assert engine.pipe.get_tokenizer().get_eos_token_id() == engine.tokenizer.eos_token_id
+
+
 def test_requests_joining_a_running_batch_get_the_same_text_as_alone(engine):
     alone, batched = alone_and_joining(engine)
     assert batched == alone
