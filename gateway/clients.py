@@ -6,8 +6,10 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:  # aiohttp is imported after the workers are started (gateway/server.py)
+    from aiohttp import web
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -4,10 +4,12 @@ other families, the simple REST server's `{"detail": message}` or Anthropic's
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from aiohttp import web
 from msgspec import json
+
+if TYPE_CHECKING:  # aiohttp is imported after the workers are started (gateway/server.py)
+    from aiohttp import web
 
 _TYPES = {
     400: "invalid_request_error",
@@ -59,6 +61,8 @@ class APIError(Exception):
 
     def response(self, style: Style = "openai") -> web.Response:
         """In the route family's shape: OpenAI's, the FastAPI-style `{"detail"}`, or Anthropic's."""
+        from aiohttp import web
+
         body = {
             "openai": self.body,
             "detail": lambda: {"detail": self.message},

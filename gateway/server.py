@@ -10,16 +10,18 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvloop
 import zmq
-from aiohttp import web
 
 from gateway.config import Settings
-from gateway.designation import claim
 from gateway.models_file import ModelsFileError
 from gateway.workforce import start_workforce
 from protocol.logs import configure_logging
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 class StartError(Exception):
@@ -33,11 +35,14 @@ def serve(settings: Settings) -> None:
             writable(directory)
         if settings.worker_bind:
             check_worker_bind(settings.worker_bind)
-        if settings.redis_url and settings.stateful and (holder := claim(settings)):
-            raise StartError(
-                f"another gateway ({holder}) keeps the stored responses, files and batches of this "
-                "deployment (its lease in Redis); start this one with --no-stateful"
-            )
+        if settings.redis_url and settings.stateful:
+            from gateway.designation import claim
+
+            if holder := claim(settings):
+                raise StartError(
+                    f"another gateway ({holder}) keeps the stored responses, files and batches of "
+                    "this deployment (its lease in Redis); start this one with --no-stateful"
+                )
         listener = listen(settings.host, settings.port)  # bound first: a port in use starts nothing
     except (ModelsFileError, StartError) as exc:
         for line in str(exc).splitlines():
@@ -45,9 +50,17 @@ def serve(settings: Settings) -> None:
         raise SystemExit(2) from None
     configure_logging(settings.log_format, settings.log_level)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    app = _start(loop, settings)
+    if app is None:
+        return
+    from aiohttp import web
+
     web.run_app(
-        _app(settings),
+        app,
         sock=listener,
+        loop=loop,
         access_log=None,
         handler_cancellation=True,
         print=None,
@@ -57,21 +70,36 @@ def serve(settings: Settings) -> None:
     )
 
 
-async def _app(settings: Settings) -> web.Application:
-    """The workers first: they load their models while the gateway imports its routes. Until the
-    app is built and run_app sets its own handlers, SIGTERM stops them as Ctrl-C does."""
+def _start(loop: asyncio.AbstractEventLoop, settings: Settings) -> web.Application | None:
+    """The workers first, before the gateway imports aiohttp and its routes (most of its import
+    time): they import their engines and load their models meanwhile. Until run_app sets its own
+    handlers, SIGTERM stops them as Ctrl-C does; then None (the gateway exits 0)."""
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        workforce = await start_workforce(settings)
-        try:
-            from gateway.app import create_app  # here: most of the gateway's import time
-
-            return create_app(settings, workforce)
-        except BaseException:
-            await workforce.stop()
-            raise
+        return loop.run_until_complete(_app(settings))
+    except KeyboardInterrupt:
+        # what still runs ends as run_app would end it: cancelled, then awaited (_app stops the
+        # workers it started; interrupted sooner, each worker's task kills its process)
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        return None
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+async def _app(settings: Settings) -> web.Application:
+    workforce = await start_workforce(settings)
+    try:
+        from gateway.app import create_app  # here: most of the gateway's import time
+
+        return create_app(settings, workforce)
+    except BaseException:
+        await workforce.stop()
+        raise
 
 
 def listen(host: str, port: int) -> socket.socket:

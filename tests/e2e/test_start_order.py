@@ -40,3 +40,13 @@ def test_the_workers_start_before_the_gateway_builds_its_app(tmp_path):
         assert process.wait(timeout=30) == 0
     assert "worker started" in events and "gateway started" in events, events
     assert events.index("worker started") < events.index("gateway started"), events
+
+
+def test_what_runs_before_the_workers_start_imports_no_http_server():
+    """aiohttp and the routes (~0.3 s of imports) come after the workers are started."""
+    code = (
+        "import sys; import gateway.cli, gateway.config, gateway.server, protocol.settings; "
+        "print(sorted(m for m in ('aiohttp', 'prometheus_client', 'gateway.app') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
