@@ -274,6 +274,10 @@ class Router:
             for worker in list(state.workers.values()):
                 self._send(worker, Shutdown(drain=drain))
 
+    def registered(self, worker_id: str) -> bool:
+        """A local worker has registered (it is not still loading its model)."""
+        return Peer(False, worker_id.encode()) in self.workers
+
     def worker_exited(self, model: str, worker_id: str, reason: str) -> None:
         """A local worker's process is gone (it may have died before registering): the model keeps
         the reason, and every request on the worker fails now, with a 503."""

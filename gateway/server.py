@@ -17,7 +17,7 @@ import zmq
 
 from gateway.config import Settings
 from gateway.models_file import ModelsFileError
-from gateway.workforce import start_workforce
+from gateway.workforce import Workforce, start_workforce
 from protocol.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -72,31 +72,28 @@ def serve(settings: Settings) -> None:
 
 def _start(loop: asyncio.AbstractEventLoop, settings: Settings) -> web.Application | None:
     """The workers first, before the gateway imports aiohttp and its routes (most of its import
-    time): they import their engines and load their models meanwhile. Until run_app sets its own
-    handlers, SIGTERM stops them as Ctrl-C does; then None (the gateway exits 0)."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        return loop.run_until_complete(_app(settings))
-    except KeyboardInterrupt:
-        # what still runs ends as run_app would end it: cancelled, then awaited (_app stops the
-        # workers it started; interrupted sooner, each worker's task kills its process)
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-        return None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    time): they import their engines and load their models meanwhile. SIGTERM or SIGINT meanwhile
+    is kept until the imports are done (a signal's exception raised inside an import can be lost),
+    then the workers are stopped (one still loading is killed) and None returned: the gateway exits
+    0. run_app's own handlers replace these."""
+    stop: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.append, signum)
+    app, workforce = loop.run_until_complete(_app(settings))
+    loop.run_until_complete(asyncio.sleep(0.01))  # a signal that came during the imports is read now
+    if not stop:
+        return app
+    loop.run_until_complete(workforce.stop())
+    loop.close()
+    return None
 
 
-async def _app(settings: Settings) -> web.Application:
+async def _app(settings: Settings) -> tuple[web.Application, Workforce]:
     workforce = await start_workforce(settings)
     try:
         from gateway.app import create_app  # here: most of the gateway's import time
 
-        return create_app(settings, workforce)
+        return create_app(settings, workforce), workforce
     except BaseException:
         await workforce.stop()
         raise

@@ -230,9 +230,13 @@ class Supervisor:
         return command
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Ask every worker to stop, wait `grace` seconds, then kill what is left."""
+        """Ask every worker to stop, wait `grace` seconds, then kill what is left. One still loading
+        its model holds no request and cannot hear the request yet: killed at once."""
         self._stopping = True
         self.router.shutdown_workers(drain=False)
+        for worker_id, process in self.processes.items():
+            if not self.router.registered(worker_id):
+                _kill_group(process)
         processes = list(self.processes.values())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), grace)

@@ -3,6 +3,7 @@ they import their engines and compile their models while the gateway imports its
 (most of its own start-up) instead of after: the warm start (issue 24, item 4)."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.server import free_port
 
@@ -50,3 +52,33 @@ def test_what_runs_before_the_workers_start_imports_no_http_server():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_sigterm_while_the_models_load_kills_the_loading_workers_and_exits_0():
+    """SIGTERM while the gateway imports its routes and the workers load their models: a worker
+    still loading holds no request and cannot hear a shutdown yet, so it is killed at once rather
+    than waited for, and the gateway exits 0."""
+    port = free_port()
+    command = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-format", "json"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    events, workers = [], set()
+    watchdog = threading.Timer(60, process.kill)
+    watchdog.start()
+    try:
+        for line in process.stderr:
+            if not line.startswith("{"):
+                continue
+            event = json.loads(line)
+            events.append(event.get("event"))
+            if event.get("event") == "worker started":
+                workers.add(event["pid"])
+            if len(workers) == 2 and "sigterm" not in events:
+                process.send_signal(signal.SIGTERM)
+                events.append("sigterm")
+        assert process.wait(timeout=30) == 0
+    finally:
+        watchdog.cancel()
+    assert "worker registered" not in events[events.index("sigterm") :], events
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
