@@ -114,7 +114,7 @@ class BatchingEngine(Engine):
         self.tokenizer = tokenizer = tokenizer.result()
         self.vocab_size = len(tokenizer)
         self.eos_ids = {tokenizer.eos_token_id} - {None}
-        self._eos = tokenizer.eos_token_id  # OpenVINO's, given each request: its tokenizer has none
+        self._eos = tokenizer.eos_token_id  # ours, given each request (config.json's may differ)
         self.context_length = context_length
         self.requests: dict[str, _Request] = {}
         self.failures: list[Failed] = []
