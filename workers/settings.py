@@ -86,11 +86,13 @@ class WorkerSettings(BaseSettings):
         "greedy text and embeddings)",
     )
     dynamic_quantization: bool = Field(
-        False,
-        description="openvino cpu: int8 activations in the quantized weights' matmuls on a CPU with "
-        "VNNI or AMX (measured on an AVX-512 EPYC: a tenth faster on one stream, but a request's greedy "
-        "text then depends on which others share its steps); OpenVINO applies it only to weights with "
-        "integer zero points: of the default GGUF IR, the Q8_0 output layer, not the Q4_1 layers",
+        True,
+        description="openvino cpu: int8 activations (in groups of 32) in the matmuls of integer-coded "
+        "weights on a CPU with VNNI or AMX, as llama.cpp multiplies its 4-bit blocks; of the default "
+        "GGUF's IR every layer (its Q4_1 blocks' exact minimums are an integer zero point and a "
+        "residual beside it). Measured: decode steps of 8 sequences 30-40% faster, one sequence as "
+        "fast; the fixed text's score 0.004 nats/token from the GGUF de-quantized exactly, 96% top-1 "
+        "agreement (off: 0.001, 99%)",
     )
     prefix_caching: bool = Field(
         True, description="openvino cpu/gpu: reuse KV blocks of repeated prompt prefixes"

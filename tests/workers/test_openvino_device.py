@@ -70,20 +70,20 @@ def test_npu_properties_carry_the_static_shapes_and_the_compile_cache(tmp_path):
 
 def test_batching_properties_per_device(tmp_path):
     settings = WorkerSettings(model="m", source="s", connect="", threads=2)
-    # f32 and no int8 activations on the CPU, whatever OpenVINO's own defaults there (bf16 and
-    # groups of 32 on a CPU with AVX-512 BF16 and VNNI)
+    # f32 math with int8 activations in groups of 32 on the CPU, whatever OpenVINO's own defaults
+    # there (bf16 too on a CPU with AVX-512 BF16 and VNNI)
     assert batching_properties("CPU", settings, tmp_path) == {
         "INFERENCE_NUM_THREADS": 2,
         "INFERENCE_PRECISION_HINT": "f32",
-        "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
+        "DYNAMIC_QUANTIZATION_GROUP_SIZE": 32,
     }
     settings = WorkerSettings(
-        model="m", source="s", connect="", threads=1, inference_precision="bf16", dynamic_quantization=True
+        model="m", source="s", connect="", threads=1, inference_precision="bf16", dynamic_quantization=False
     )
     assert batching_properties("CPU", settings, None) == {
         "INFERENCE_NUM_THREADS": 1,
         "INFERENCE_PRECISION_HINT": "bf16",
-        "DYNAMIC_QUANTIZATION_GROUP_SIZE": 32,
+        "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
     }
     settings = WorkerSettings(model="m", source="s", connect="", kv_cache_precision="u8")
     assert batching_properties("GPU", settings, tmp_path) == {

@@ -136,7 +136,7 @@ class BatchingEngine(Engine):
         OpenVINO's CPU plugin packs the weights for its kernels on their first inference (a longer
         prefill and a one-token step each have theirs), reading the whole mapped .bin; those pages
         then stay resident though only the token-embedding rows a prompt uses are read again
-        (measured: the 97 MB file, 112 MB now, back to 7-32 MB resident under load once paged out,
+        (measured: the 97 MB file, 114 MB now, back to 7-32 MB resident under load once paged out,
         the worker 58 MB smaller at the end of the bench's load). The packing (0.5-1.5 s) was the
         first request's to wait for; a request that comes while the worker does this waits instead."""
         config = ov_genai.GenerationConfig()

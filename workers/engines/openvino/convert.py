@@ -5,8 +5,8 @@
   read-only installation, as a hardened service has it. So the GGUF is read once, from a private
   copy, with `enable_save_ov_model`, which makes OpenVINO GenAI write the model it built (and the
   tokenizer and detokenizer IR) beside that copy; the Hugging Face tokenizer and config go into the
-  same directory. The reader rounds each Q4_1 block's minimum to a 4-bit zero point; q4_1.py puts
-  the exact one back.
+  same directory. The reader rounds each Q4_1 block's minimum to a 4-bit zero point; q4_1.py adds
+  back what the rounding left out.
 - Any weight format (fp16, int8, int4; for an NPU, symmetric and int4 channel-wise): optimum-intel's
   exporter, which compresses the weights with NNCF and writes the tokenizer and detokenizer IR. It
   reads a Hugging Face directory (a GGUF becomes one first, de-quantized to float32 by
@@ -44,8 +44,9 @@ _TABLE_EDGES = tuple("│┍┝├┕")
 
 def ir_directory(cache_dir: Path, gguf: Path) -> Path:
     """This GGUF's IR directory in the cache: named by the file's path and size (and, apart from
-    the IRs made before it, by what q4_1.py rewrites: exact Q4_1 minimums, float32 decompression)."""
-    return entry(cache_dir / "openvino", gguf.stem, gguf, extra="q4_1-minimums-f32")
+    the IRs made before it, by what q4_1.py rewrites: integer zero points with the exact residual
+    beside them, matmuls of one input fused, float32 decompression)."""
+    return entry(cache_dir / "openvino", gguf.stem, gguf, extra="q4_1-residual-fused-f32")
 
 
 def gguf_to_ir(gguf: Path, cache_dir: Path) -> Path:

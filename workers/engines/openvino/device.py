@@ -85,9 +85,10 @@ def kv_cache_blocks(config: dict, device: str, precision: str | None, gigabytes:
 def compile_properties(device: str, settings: WorkerSettings) -> dict:
     """What every model compiled for this device is built with: on the CPU its threads, the
     precision of its float math and whether activations are quantized. OpenVINO's own defaults on a
-    CPU with AVX-512 BF16 (or AMX) and VNNI are bf16 and int8 activations in groups of 32: measured
-    on an AVX-512 EPYC, the greedy answers changed, embeddings moved by 1e-3 and a request's text
-    depended on the requests sharing its steps; f32 without them is what the weights give."""
+    CPU with AVX-512 BF16 (or AMX) and VNNI are bf16 and int8 activations in groups of 32: bf16
+    changed the greedy answers and moved embeddings by 1e-3 (measured on an AVX-512 EPYC), so the
+    float math is f32; the int8 activations are kept (settings.dynamic_quantization: the matmuls of
+    integer-coded weights only, measured in faithfulness.py)."""
     if device != "CPU":
         return {}
     return {
