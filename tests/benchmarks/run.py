@@ -73,18 +73,25 @@ ENGINES = ("torch", "openvino", "onnx")
 CHAT_VARIANTS = {
     "torch": ("torch", {}),
     "openvino": ("openvino", {}),
-    "openvino-bf16": ("openvino", {"inference_precision": "bf16", "dynamic_quantization": True}),
+    "openvino-f32": ("openvino", {"dynamic_quantization": False}),
+    "openvino-bf16": ("openvino", {"inference_precision": "bf16"}),
     "openvino-int8": ("openvino", {"openvino_weight_format": "int8"}),
     "onnx": ("onnx", {}),
     "onnx-int4": ("onnx", {"onnx_precision": "int4"}),
 }
 # the ids measured beside llama.cpp's server (llamacpp.py), and their weights
 BESIDE_LLAMA = {
-    f"{MODEL} (OpenVINO, the default)": (f"{MODEL}-openvino", "the GGUF's Q4_1 blocks, minimums exact"),
+    f"{MODEL} (OpenVINO, the default)": (
+        f"{MODEL}-openvino",
+        "the GGUF's Q4_1 blocks, minimums exact, int8 activations",
+    ),
+    f"{MODEL}-openvino-f32": (
+        f"{MODEL}-openvino-f32",
+        "the default's weights, float32 activations (`--no-dynamic-quantization`)",
+    ),
     f"{MODEL}-openvino-bf16": (
         f"{MODEL}-openvino-bf16",
-        "the default's weights, bf16 math and int8 activations (OpenVINO's own CPU defaults here; "
-        "OpenVINO applies the int8 activations only to the Q8_0 output layer)",
+        "the default's weights, bf16 math and int8 activations (OpenVINO's own CPU defaults here)",
     ),
     f"{MODEL}-onnx": (f"{MODEL}-onnx", "the GGUF's Q4_1/Q8_0 blocks, int8 activations"),
     f"{MODEL}-onnx, int4": (f"{MODEL}-onnx-int4", "int4 re-quantized by the model builder"),

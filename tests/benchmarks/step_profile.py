@@ -77,8 +77,9 @@ def section(profile: Profile, date: str) -> list[str]:
         HEADING,
         "",
         f"{machine.measured(date)} The IR the default `smollm2-135m-instruct` worker serves (the "
-        "GGUF's Q4_1 blocks with their exact minimums), compiled as the worker compiles it (f32, no "
-        f"dynamic quantization, every core) with OpenVINO's `PERF_COUNT`; a {PROMPT_TOKENS}-token "
+        "GGUF's Q4_1 blocks, each with an integer zero point and the exact residual beside it, the "
+        "matmuls of one input fused), compiled as the worker compiles it (f32 math, int8 activations in "
+        f"groups of 32, every core) with OpenVINO's `PERF_COUNT`; a {PROMPT_TOKENS}-token "
         f"prompt, then single-token steps on its KV state (the model run directly, as a stateful IR: the "
         f"worker's pipeline runs the same matmuls beside paged attention): the median of {STEPS} steps after "
         f"{WARM}. Wall time of a step: **{wall:.2f} ms** ({1000 / wall:.0f} tokens/s before sampling, "
@@ -92,7 +93,10 @@ def section(profile: Profile, date: str) -> list[str]:
         f"| the other {len(types) - len(shown)} types | | {rest:.2f} | {rest / counted:.0%} |",
         "",
         f"Of it, the output layer (49,152 x 576, the GGUF's Q8_0 embedding rows as u8 with zero points): "
-        f"{head:.2f} ms a step.",
+        f"{head:.2f} ms a step. The Q4_1 minimums' residuals (the block sums, ReduceSum, and the small "
+        "float32 matmul beside each compressed one, FullyConnected, q4_1.py): "
+        f"{sum(types.get(kind, (0.0, 0))[0] for kind in ('ReduceSum', 'FullyConnected')):.2f} ms, "
+        "besides their share of the Adds and of the time between nodes (the wall time less the counters).",
         "",
         "`python -m tests.benchmarks.run --only profile` (also part of `make bench`)",
     ]
