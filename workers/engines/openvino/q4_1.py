@@ -168,13 +168,9 @@ def _pack(codes: np.ndarray) -> np.ndarray:
     return (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8)
 
 
-def _source(output: ov.Output) -> tuple[str, int]:
-    return output.get_node().get_name(), output.get_index()
-
-
-def _fused(x: ov.Output, weights: list[_Weight], sums: dict[tuple[str, int], ov.Output]) -> list[ov.Output]:
-    """One matmul of x with these weights stacked by rows, plus the residuals' correction; its
-    output split back into one per weight. The block sums of an input are made once (`sums`)."""
+def _fused(x: ov.Output, weights: list[_Weight]) -> list[ov.Output]:
+    """One matmul of x [batch, tokens, blocks * 32] with these weights stacked by rows, plus the
+    residuals times x's block sums; its output split back into one per weight."""
     packed = np.concatenate([w.packed for w in weights])
     scale = np.concatenate([w.scale for w in weights])
     zero = np.concatenate([w.residual.zero for w in weights])
@@ -184,11 +180,9 @@ def _fused(x: ov.Output, weights: list[_Weight], sums: dict[tuple[str, int], ov.
     zero_point = ops.convert(_u4(_pack(zero), [rows, blocks, 1]), ov.Type.f32)
     w = ops.multiply(ops.subtract(codes, zero_point), ops.constant(scale))
     w = ops.reshape(w, ops.constant(np.array([rows, blocks * BLOCK], np.int64)), special_zero=False)
-    if _source(x) not in sums:  # x [batch, tokens, blocks * 32] → its block sums [batch, tokens, blocks]
-        split = ops.reshape(x, ops.constant(np.array([0, 0, blocks, BLOCK], np.int64)), special_zero=True)
-        block_sums = ops.reduce_sum(split, ops.constant(np.array([-1], np.int64)), keep_dims=False)
-        sums[_source(x)] = block_sums.output(0)
-    correction = ops.matmul(sums[_source(x)], ops.constant(np.ascontiguousarray(rest.T)), False, False)
+    split = ops.reshape(x, ops.constant(np.array([0, 0, blocks, BLOCK], np.int64)), special_zero=True)
+    block_sums = ops.reduce_sum(split, ops.constant(np.array([-1], np.int64)), keep_dims=False)
+    correction = ops.matmul(block_sums, ops.constant(np.ascontiguousarray(rest.T)), False, False)
     y = ops.add(ops.matmul(x, w, False, True), correction)
     if len(weights) == 1:
         return [y.output(0)]
@@ -204,7 +198,7 @@ def keep_minimums(ir_file: Path, gguf_file: Path, config_file: Path) -> tuple[in
     table, q4_1 = residuals(gguf_file, json.loads(config_file.read_text()))
     model = ov.Core().read_model(ir_file)
     decompress_in_float32(model)
-    by_input: dict[tuple[str, int], tuple[ov.Output, list[_Weight]]] = {}
+    by_input: dict[tuple[str, int], tuple[ov.Output, list[_Weight]]] = {}  # by (node, output)
     for subtract, codes in four_bit_weights(model):
         packed = np.frombuffer(codes.get_data().tobytes(), dtype=np.uint8)
         unpacked = np.stack([packed & 0xF, packed >> 4], axis=-1).reshape(codes.get_output_shape(0))
@@ -212,12 +206,11 @@ def keep_minimums(ir_file: Path, gguf_file: Path, config_file: Path) -> tuple[in
         if residual is not None:
             weight = _weight(subtract, codes, residual)
             x = weight.matmul.input_value(0)
-            by_input.setdefault(_source(x), (x, []))[1].append(weight)
-    sums: dict[tuple[str, int], ov.Output] = {}
+            by_input.setdefault((x.get_node().get_name(), x.get_index()), (x, []))[1].append(weight)
     for x, weights in by_input.values():
         if x.get_partial_shape().rank.get_length() != 3:
             raise ValueError(f"unexpected input of {weights[0].matmul.get_friendly_name()}: {x}")
-        for weight, output in zip(weights, _fused(x, weights, sums), strict=True):
+        for weight, output in zip(weights, _fused(x, weights), strict=True):
             for target in weight.matmul.output(0).get_target_inputs():
                 target.replace_source_output(output)
     model.validate_nodes_and_infer_types()
