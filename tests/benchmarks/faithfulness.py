@@ -173,8 +173,8 @@ ENGINES: list[tuple[str, str, str, dict[str, object]]] = [
     ),
     (
         "openvino, bf16",
-        "as the default, computed as OpenVINO's own CPU defaults do on AVX-512 BF16/VNNI: bf16 math, "
-        "int8 activations (`--inference-precision bf16`)",
+        "as the default, computed as OpenVINO's own CPU defaults do on AVX-512 BF16/VNNI: bf16 math "
+        "(`--inference-precision bf16`; OpenVINO's int8 activations do not apply to bf16 math)",
         "openvino",
         {"inference_precision": "bf16"},
     ),

@@ -91,7 +91,8 @@ BESIDE_LLAMA = {
     ),
     f"{MODEL}-openvino-bf16": (
         f"{MODEL}-openvino-bf16",
-        "the default's weights, bf16 math and int8 activations (OpenVINO's own CPU defaults here)",
+        "the default's weights, bf16 math (OpenVINO's own CPU default here; its int8 activations do not "
+        "apply to bf16 math)",
     ),
     f"{MODEL}-onnx": (f"{MODEL}-onnx", "the GGUF's Q4_1/Q8_0 blocks, int8 activations"),
     f"{MODEL}-onnx, int4": (f"{MODEL}-onnx-int4", "int4 re-quantized by the model builder"),
