@@ -22,8 +22,8 @@ rounded (every weight within d/32 of the GGUF's; measured 2026-12-02): decode st
 faster and of one row 5-9%, the worker 24 MB larger, the fixed text 0.007 nats/token below the
 reference (0.005 with f32 activations, no longer exact) and 96.5% top-1; but the greedy answer to
 "What is the capital of France?", a near tie in the reference ("The" 0.08 nats above "L"), became
-"L'Étoile, la Cité, ..." (llama.cpp's server gives that one too), and the README's examples must
-answer it sensibly (issue 2).
+"L'Étoile, la Cité, ..." (llama.cpp's server on the GGUF, too, starts it "L'Étoile"), and the
+README's examples must answer it sensibly (issue 2).
 
 The matmuls that read the same input (query, key and value; gate and up) are one here, its output
 split after: each node costs the plugin time a step beyond its arithmetic, and the residuals add
