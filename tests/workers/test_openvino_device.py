@@ -14,6 +14,7 @@ from workers.engines.openvino.device import (
     choose_device,
     devices_to_choose_from,
     kv_cache_blocks,
+    kv_cache_precision,
     npu_properties,
 )
 from workers.engines.openvino.generation_config import sampling_config
@@ -90,6 +91,19 @@ def test_batching_properties_per_device(tmp_path):
         "KV_CACHE_PRECISION": "u8",
         "CACHE_DIR": str(tmp_path),
     }
+
+
+def test_the_kv_cache_is_f16_on_a_cpu_without_avx512_unless_asked():
+    # the plugin's AVX2 u8 kernels gave different greedy text for the same prompts run twice
+    avx2, avx512 = {"avx", "avx2", "fma"}, {"avx", "avx2", "fma", "avx512f", "avx512bw"}
+    assert kv_cache_precision("CPU", None, avx2) == "f16"
+    assert kv_cache_precision("CPU", None, avx512) is None  # OpenVINO's own: u8
+    assert kv_cache_precision("CPU", "u8", avx2) == "u8"
+    assert kv_cache_precision("CPU", None, set()) is None  # flags unknown: OpenVINO's own
+    assert kv_cache_precision("GPU.0", None, avx2) is None
+    assert kv_cache_blocks(SMOLLM2, "CPU", kv_cache_precision("CPU", None, avx2), 0.25) == int(
+        (1 << 28) / (32 * 30 * 2 * 3 * 64 * 2)
+    )
 
 
 def test_sampling_maps_onto_generation_config():

@@ -19,6 +19,7 @@ from workers.engines.openvino.device import (
     compile_properties,
     devices_to_choose_from,
     kv_cache_blocks,
+    kv_cache_precision,
     npu_properties,
 )
 from workers.model_cache import convert_apart
@@ -58,6 +59,8 @@ def load(settings: WorkerSettings) -> Engine:
     if not (source / "config.json").is_file():
         raise ValueError(f"{source} has no config.json: the KV cache is sized from the model's shape")
     config = json.loads((source / "config.json").read_text())
+    precision = kv_cache_precision(device, settings.kv_cache_precision)
+    settings = settings.model_copy(update={"kv_cache_precision": precision})
     adapter = None
     if settings.adapter is not None:
         from workers.engines.openvino.lora import adapter_config

@@ -17,6 +17,11 @@ KV_BLOCK_TOKENS = {"CPU": 32, "GPU": 16}  # tokens in one paged-attention block 
 # bytes a cached K or V element takes; u8 also keeps a f32 scale and zero point per token and head
 KV_ELEMENT_BYTES = {"u8": 1 + 8 / 64, "i8": 1 + 8 / 64, "f16": 2.0, "bf16": 2.0, "f32": 4.0}
 DEFAULT_KV_PRECISION = {"CPU": "u8", "GPU": "f16"}
+# OpenVINO's CPU plugin runs paged attention with kernels built per instruction set (AVX-512 and
+# AVX2). Its AVX2 u8 KV kernels were not deterministic: on an AMD EPYC without AVX-512, greedy
+# answers to the same 8 prompts differed run to run (1 of 8, the cache's prefix blocks reused) and
+# from the same prompt alone (2-3 of 24); f16 and f32 gave equal text every time, as fast.
+AVX2_KV_PRECISION = "f16"
 
 
 def devices_to_choose_from(requested: str, core) -> list[str]:
@@ -64,6 +69,28 @@ class NpuShape:
     @property
     def context_length(self) -> int:
         return self.max_prompt_len + self.min_response_len
+
+
+def kv_cache_precision(device: str, requested: str | None, cpu_flags: set[str] | None = None) -> str | None:
+    """The KV cache's element type: the one asked for; f16 on a CPU without AVX-512 (where the
+    plugin's u8 kernels are the AVX2 ones, see AVX2_KV_PRECISION); else None, the device's own
+    (DEFAULT_KV_PRECISION). `cpu_flags`: /proc/cpuinfo's, read when not given."""
+    if requested is not None or device.split(".")[0] != "CPU":
+        return requested
+    flags = _cpu_flags() if cpu_flags is None else cpu_flags
+    return None if not flags or "avx512f" in flags else AVX2_KV_PRECISION
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux); empty where /proc/cpuinfo does not say."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def kv_cache_blocks(config: dict, device: str, precision: str | None, gigabytes: float) -> int:
