@@ -5,10 +5,16 @@ xgrammar is the structured-decoding library inside OpenVINO GenAI, so the torch 
 logits with the same compiler OpenVINO uses, and both accept and refuse the same schemas. It also
 compiles the schema before OpenVINO sees it: a schema that fails inside OpenVINO's step takes the
 whole pipeline down with it, so it must be refused (a 400 naming what was wrong) at admission, and
-OpenVINO gets the grammar we made of it rather than the schema. The grammar is compact JSON (single
-separators, no other whitespace), so a sampled answer cannot wander off into an endless run of
-spaces and newlines, as OpenVINO's own schema conversion lets it (measured: a required tool call
-at temperature 0 ran out of 100 tokens in newlines).
+OpenVINO gets the grammar we made of it rather than the schema. The grammar fixes the answer's
+layout, so a sampled answer cannot wander off into an endless run of spaces and newlines, as
+OpenVINO's own schema conversion lets it (measured: a required tool call at temperature 0 ran out of
+100 tokens in newlines). The layout is the one SmolLM2 writes JSON in unprompted: one property a
+line, indented by two spaces. Compact JSON on one line, the layout before, left the model off its
+own path, and more answers looped inside a string until their tokens ran out: of the structured-
+output test's request at temperature 0.8 (seeds 0-99, 8 in flight), measured on an AVX2 CPU,
+OpenVINO 6 of 300 compact vs 0 of 300 indented, torch 1 vs 0 of 100, ONNX 0 vs 1 of 100. Tool
+calls' arguments are written out again (workers/tool_calls.py), so only a `response_format`
+answer shows the layout.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ def constraint(request: Generate) -> Constraint | None:
         raise RequestError(400, "invalid_schema", str(exc), param) from None
 
 
+LAYOUT = {"any_whitespace": False, "indent": 2}  # xgrammar's JSON layout (above)
 SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): integers past it do not survive a JSON parser
 # xgrammar spells a length or count bound out: maxLength 100,000 took 2.6 s to compile, in the
 # worker's loop; past this bound a schema is refused rather than left to stall every request
@@ -121,7 +128,7 @@ class Grammars:
     def compile(self, constraint: Constraint) -> xgr.CompiledGrammar:
         """Raises RequestError (400) when xgrammar cannot compile the schema, with its reason."""
         try:
-            return self.compiler.compile_json_schema(constraint.text, any_whitespace=False)
+            return self.compiler.compile_json_schema(constraint.text, **LAYOUT)
         except (RuntimeError, ValueError) as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             reason = reason.split(": ", 1)[-1] if reason.startswith("[") else reason
@@ -138,7 +145,7 @@ class Grammars:
         xgrammar inside OpenVINO 2026.4 is older and reads no `{n, -1}` repetition: written as
         `*`, `+` and `{n,}`."""
         self.compile(constraint)
-        text = str(_xgrammar().Grammar.from_json_schema(constraint.text, any_whitespace=False))
+        text = str(_xgrammar().Grammar.from_json_schema(constraint.text, **LAYOUT))
         return _UNBOUNDED.sub(lambda m: {"0": "*", "1": "+"}.get(m[1], f"{{{m[1]},}}"), text)
 
     def matcher(self, constraint: Constraint) -> xgr.GrammarMatcher:

@@ -239,7 +239,7 @@ def structured_section(rows: list[tuple[str, int, Report, Report]]) -> list[str]
         "`response_format` json_schema: an object of 40 required string properties `line01`..`line40` "
         "(`enginehouse bench ... --json-schema FILE`), so every one of the 128 tokens is chosen under "
         "the grammar's mask and no answer ends early. torch and ONNX mask the logits with xgrammar "
-        "before they sample; OpenVINO GenAI applies the compact grammar xgrammar makes of the schema "
+        "before they sample; OpenVINO GenAI applies the grammar xgrammar makes of the schema "
         "in its own sampler. Goal: the constraint costs under 10% of throughput." + ONNX_MASK_COST,
         "",
         "| engine | streams | unconstrained tok/s | json_schema tok/s | cost | constrained TPOT mean ms |",

@@ -6,7 +6,7 @@ every engine alike, and the engine then stops the request. Whatever OpenVINO wou
 (GenerationConfig.validate) is refused at admission with a 400 carrying its message. A JSON schema
 goes to OpenVINO's own structured output (xgrammar inside it) after our copy of xgrammar compiled
 it: a schema that fails inside OpenVINO's step fails every request of the pipeline with it, so
-OpenVINO gets the compact grammar we made of the schema (workers/grammar.py).
+OpenVINO gets the grammar we made of the schema (workers/grammar.py).
 OpenVINO gives each generated token's log-probability but no alternatives and none for the prompt,
 so `top_logprobs` above 0 and `echo` with log-probabilities are refused.
 """
