@@ -8,13 +8,13 @@ whole pipeline down with it, so it must be refused (a 400 naming what was wrong)
 OpenVINO gets the grammar we made of it rather than the schema. The grammar fixes the answer's
 layout, so a sampled answer cannot wander off into an endless run of spaces and newlines, as
 OpenVINO's own schema conversion lets it (measured: a required tool call at temperature 0 ran out of
-100 tokens in newlines). The layout is the one SmolLM2 writes JSON in unprompted: one property a
-line, indented by two spaces. Compact JSON on one line, the layout before, left the model off its
-own path, and more answers looped inside a string until their tokens ran out: of the structured-
-output test's request at temperature 0.8 (seeds 0-99, 8 in flight), measured on an AVX2 CPU,
-OpenVINO 6 of 300 compact vs 0 of 300 indented, torch 1 vs 0 of 100, ONNX 0 vs 1 of 100. Tool
-calls' arguments are written out again (workers/tool_calls.py), so only a `response_format`
-answer shows the layout.
+100 tokens in newlines). The layout is the one SmolLM2 writes JSON in unprompted: a schema's
+object one property a line, indented by two spaces (xgrammar keeps the any-object of `json_object`
+on one line). Compact JSON on one line, the layout before, left the model off its own path, and
+more answers looped inside a string until their tokens ran out: of the structured-output test's
+request at temperature 0.8 (8 in flight, through the server, on an AVX2 CPU), OpenVINO 6 of seeds
+0-299 compact vs 0 indented, torch 1 of seeds 0-99 vs 0, ONNX 0 vs 1. Tool calls' arguments are
+written out again (workers/tool_calls.py), so only a `response_format` answer shows the layout.
 """
 
 from __future__ import annotations
