@@ -1,6 +1,9 @@
+import os
+from pathlib import Path
+
 import pytest
 
-from workers.settings import WorkerSettings
+from workers.settings import DEFAULT_CACHE_DIR
 
 
 @pytest.fixture(scope="session")
@@ -8,4 +11,5 @@ def model_cache():
     """The model cache the servers of the end-to-end tests use (ENGINEHOUSE_CACHE_DIR, else
     ~/.cache/enginehouse): what they converted is found there, not converted again. Tests of
     converting itself use a fresh cache of their own."""
-    return WorkerSettings.model_fields["cache_dir"].get_default(call_default_factory=True)
+    configured = os.environ.get("ENGINEHOUSE_CACHE_DIR")
+    return Path(configured).expanduser() if configured else DEFAULT_CACHE_DIR

@@ -40,6 +40,23 @@ def test_a_mapped_file_is_paged_out_and_still_reads_the_same(tmp_path):
         assert 1 << 10 <= resident_kb(path) < 8 << 10  # what was read (and read ahead) only
 
 
+def test_a_paged_out_file_brings_back_the_pages_it_reads_and_not_the_ones_around_them(tmp_path):
+    """A token-embedding row read in place brings back its page alone: with read-ahead every few
+    rows read brought back the whole table. `read_again` keeps read-ahead (a warm-up reads it all)."""
+    path = tmp_path / "embeddings.bin"
+    data = os.urandom(16 << 20)
+    path.write_bytes(data)
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        os.fsync(file.fileno())  # clean pages, which the kernel may drop
+        stride = 64 << 10  # one byte every 16 pages: 256 pages in all
+        for read_again, most_kb in ((False, 2 << 10), (True, 16 << 10)):
+            assert bytes(mapped) == data
+            assert page_out(path, read_again=read_again)
+            assert all(mapped[i] == data[i] for i in range(0, len(data), stride))
+            assert resident_kb(path) <= most_kb
+        assert resident_kb(path) >= 8 << 10  # with read-ahead: far more than the pages read
+
+
 def test_a_file_not_mapped_is_left_alone(tmp_path):
     path = tmp_path / "not-mapped.bin"
     path.write_bytes(b"x")

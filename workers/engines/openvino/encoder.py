@@ -60,7 +60,8 @@ class _Compiled:
         if not (self.ir / "encoder.xml").exists():
             convert_apart(model_dir, "openvino", cache_dir)
         self.model = ov.Core().compile_model(self.ir / "encoder.xml", device, properties)
-        page_out(self.ir / WEIGHTS)  # all read to compile, most copied: resident for nothing
+        # all read to compile, most copied: resident for nothing (the warm-up reads it all again)
+        page_out(self.ir / WEIGHTS, read_again=True)
         self.inputs = {name for port in self.model.inputs for name in port.get_names()}
 
     def __call__(self, feed: dict[str, Any]) -> np.ndarray:
