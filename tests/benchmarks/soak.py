@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.benchmarks import machine
 from tests.server import start_server, stop_server
 
 WARMUP_MIN = 5  # RSS is compared from here on
@@ -103,7 +104,8 @@ def write(args, report: dict, samples: list[tuple[float, dict[str, float]]]) -> 
     _draw(plot, samples, names)
     command = f"enginehouse bench --duration {args.minutes:g}m --concurrency {args.concurrency}"
     rows = "\n".join(
-        f"| {minute:.1f} | " + " | ".join(f"{rss[n]:.0f}" for n in names) + " |" for minute, rss in samples
+        f"| {minute:.1f} | " + " | ".join(f"{rss[n]:.0f}" for n in names) + f" | {sum(rss.values()):.0f} |"
+        for minute, rss in samples
     )
     errors = ", ".join(f"{k} x{v}" for k, v in report.get("errors", {}).items()) or "none"
     text = (
@@ -111,8 +113,8 @@ def write(args, report: dict, samples: list[tuple[float, dict[str, float]]]) -> 
 
 ## Soak: {args.minutes:g} minutes at concurrency {args.concurrency}
 
-`make soak` ({datetime.date.today()}, {report["duration_s"] / 60:.1f} minutes): the default server as
-`make run` serves it, and against it
+`make soak` ({report["duration_s"] / 60:.1f} minutes). {machine.measured(datetime.date.today())} The default
+server as `make run` serves it, and against it
 
     {command}
 
@@ -133,9 +135,9 @@ with the resident memory (RSS) of the gateway and of each worker sampled about e
 
 | minute | """
         + " | ".join(f"{n} MB" for n in names)
-        + """ |
+        + """ | all MB |
 |"""
-        + "---|" * (len(names) + 1)
+        + "---|" * (len(names) + 2)
         + f"""
 {rows}
 """
