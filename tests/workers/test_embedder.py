@@ -8,7 +8,7 @@ import pytest
 from protocol import Embed, Embeddings, Failed
 from tests.workers.drive import ONE_THREAD
 from workers.engines.openvino.device import compile_properties
-from workers.engines.openvino.encoder import OpenVINOEmbedder, ir_location
+from workers.engines.openvino.encoder import OpenVINOEmbedder, ir_location, with_float16_kernels
 from workers.engines.torch_encoder import TorchEmbedder
 from workers.sources import resolve
 
@@ -75,3 +75,22 @@ def test_openvino_converts_once_and_matches_torch(torch_embedder, tmp_path):
     for engine in (first, again):
         assert engine.capabilities.embedding_dimension == 384
         assert (np.sum(as_arrays(engine.embed(request)[0]) * expected, axis=1) >= 0.999).all()
+
+
+def test_the_cpu_gets_the_encoder_as_a_model_it_runs_float16_weights_in_and_the_vectors_stay_the_same(
+    model_cache,
+):
+    properties = compile_properties("CPU", ONE_THREAD)
+    OpenVINOEmbedder(SOURCE, "CPU", properties, model_cache)  # converts it if the cache has no IR yet
+    ir = ir_location(model_cache, SOURCE) / "encoder.xml"
+    core = ov.Core()
+    flagged = with_float16_kernels(core.read_model(ir))
+    # what the CPU plugin reads to take a model for an LLM: attention and a state variable
+    assert [op.get_type_name() for op in flagged.get_ordered_ops()].count("ScaledDotProductAttention") == 6
+    assert len(flagged.get_variables()) == 1
+    ids = np.random.default_rng(0).integers(1000, 20000, (3, 17)).astype(np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    plain = core.compile_model(core.read_model(ir), "CPU", properties)(feed)[0]
+    compiled = core.compile_model(flagged, "CPU", properties)
+    assert np.array_equal(compiled(feed)[0], plain)
+    assert np.array_equal(compiled(feed)[0], plain)  # the state it carries over is the zero it adds
