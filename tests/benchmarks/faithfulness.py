@@ -145,13 +145,14 @@ def through_openvino(source: str, ids: list[int], pieces: object, **options: obj
     return _scores(np.concatenate(logits), ids, pieces)
 
 
-def stateful_feed(ids: list[int], start: int) -> dict[str, np.ndarray]:
-    """The inputs of a stateful OpenVINO LLM IR for `ids` following `start` tokens in its KV state."""
+def stateful_feed(ids: list[int], start: int, rows: int = 1) -> dict[str, np.ndarray]:
+    """The inputs of a stateful OpenVINO LLM IR for `ids` following `start` tokens in its KV state,
+    in each of `rows` sequences."""
     return {
-        "input_ids": np.array([ids], dtype=np.int64),
-        "attention_mask": np.ones((1, start + len(ids)), dtype=np.int64),
-        "position_ids": np.arange(start, start + len(ids), dtype=np.int64)[None],
-        "beam_idx": np.zeros(1, dtype=np.int32),
+        "input_ids": np.tile(np.array(ids, dtype=np.int64), (rows, 1)),
+        "attention_mask": np.ones((rows, start + len(ids)), dtype=np.int64),
+        "position_ids": np.tile(np.arange(start, start + len(ids), dtype=np.int64), (rows, 1)),
+        "beam_idx": np.arange(rows, dtype=np.int32),
     }
 
 
