@@ -181,11 +181,13 @@ def profile(bench: Bench, url: str, pids: dict[str, int]) -> list[tuple[str, dic
                 thread: (after[name][thread] - before[name].get(thread, 0.0)) / requests
                 for thread in after[name]
             }
+            if not raw[name].is_file():
+                raise ProfileError(f"py-spy wrote no samples of the {name}")
             main = grouped(raw[name].read_text())
             costs = {group: used["main"] * share for group, share in main.items()}
-            others = sum(ms for thread, ms in used.items() if thread != "main")
-            if others:
-                costs["its other threads (ZeroMQ's I/O thread)"] = others
+            others = {thread: ms for thread, ms in used.items() if thread != "main" and ms > 0}
+            if others:  # ZeroMQ's I/O threads (ZMQbg/IO/0) in the gateway and the worker
+                costs[f"its other threads ({', '.join(sorted(others))})"] = sum(others.values())
             result.append((name, costs))
         return result
 
@@ -272,7 +274,7 @@ def section(costs: Costs, today: str) -> list[str]:
         f"{tokens} tokens, the bare handler {sum(bare.values()):.2f} ms, with the client (the bench) "
         f"beside them on the same {os.cpu_count()} cores. Of the path's: HTTP (aiohttp and the event "
         f"loop) {ms('aiohttp', 'event loop'):.2f} ms, ZeroMQ in both processes (their I/O threads and "
-        f"the worker's poll included) {ms('ZeroMQ'):.2f}, the gateway's own code "
+        f"the worker's poll included) {ms('ZeroMQ', 'ZMQ'):.2f}, the gateway's own code "
         f"{ms('gateway/'):.2f}, logs and metrics {ms('logs'):.2f}, the worker's loop and messages "
         f"{ms('workers/', 'messages'):.2f}.",
     ]
