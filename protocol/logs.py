@@ -29,7 +29,10 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "info", **bound: obj
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # one write a line: the workers share the gateway's stderr, and Python writes a non-terminal
+        # stderr through at once, so print()'s line and its newline (two writes) interleaved with
+        # another process's line
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.clear_contextvars()
