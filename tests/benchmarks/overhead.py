@@ -98,7 +98,7 @@ def measure(server: Server, bench: Bench, plots: Path | None) -> Costs:
         sampled = {
             PATHS[0]: {
                 "gateway": server.process.pid,
-                "test-engine worker": worker_pid(server, "test-engine"),
+                "test-engine worker": int(server.status("test-engine")["replicas"][0]["pid"]),
             },
             PATHS[1]: {"bare aiohttp handler": bare.pid},
         }
@@ -116,11 +116,6 @@ def measure(server: Server, bench: Bench, plots: Path | None) -> Costs:
 
 class ProfileError(Exception):
     """py-spy is missing or may not read the processes (ptrace)."""
-
-
-def worker_pid(server: Server, model: str) -> int:
-    data = httpx.get(f"{server.url}/v1/models/status", headers=server.headers, timeout=5).json()["data"]
-    return next(int(m["replicas"][0]["pid"]) for m in data if m["id"] == model)
 
 
 def thread_cpu_ms(pid: int) -> dict[str, float]:
@@ -165,16 +160,18 @@ def profile(bench: Bench, url: str, pids: dict[str, int]) -> list[tuple[str, dic
             )
             for name, pid in pids.items()
         }
-        time.sleep(1)  # attached
-        for name, spy in spies.items():
-            if spy.poll() is not None:
-                raise ProfileError(f"py-spy could not sample the {name}: {spy.communicate()[1].strip()}")
-        before = {name: thread_cpu_ms(pid) for name, pid in pids.items()}
-        bench(url, model="test-engine", concurrency=n, num_requests=requests, max_tokens=tokens)
-        after = {name: thread_cpu_ms(pid) for name, pid in pids.items()}
-        for spy in spies.values():
-            spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
-            spy.wait(timeout=60)
+        try:
+            time.sleep(1)  # attached
+            for name, spy in spies.items():
+                if spy.poll() is not None:
+                    raise ProfileError(f"py-spy could not sample the {name}: {spy.communicate()[1].strip()}")
+            before = {name: thread_cpu_ms(pid) for name, pid in pids.items()}
+            bench(url, model="test-engine", concurrency=n, num_requests=requests, max_tokens=tokens)
+            after = {name: thread_cpu_ms(pid) for name, pid in pids.items()}
+        finally:
+            for spy in spies.values():
+                spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+                spy.wait(timeout=60)
         result = []
         for name in pids:
             used = {
@@ -256,8 +253,9 @@ def section(costs: Costs, today: str) -> list[str]:
         return lines
     lines[-1] += (
         ", each process's CPU time (user + system, /proc) a request, its main thread's split by where "
-        f"py-spy's samples of it ({SAMPLES_PER_S} a second) found it: the innermost Python frame's file "
-        "(uvloop's C code under its run call; msgspec's and ZeroMQ's C code under their Python calls)."
+        f"py-spy's samples of it ({SAMPLES_PER_S} a second) found it: the innermost Python frame in our "
+        "code or a named library (the standard library's go to their caller; uvloop's C code is under "
+        "its run call, msgspec's and ZeroMQ's under their Python calls)."
     )
     lines += ["", "| process | where | CPU ms a request |", "|---|---|---|"]
     for process, groups in costs.cpu.items():
